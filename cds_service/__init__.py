@@ -1,0 +1,52 @@
+"""CDS Hooks 2.0 service: IV ketamine and IV lidocaine orders against payer medical policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .card_render import CardText
+from .config import DEFAULTS
+from .errors import register_error_handlers
+from .gather import DataSource
+from .knowledge import Knowledge, load_knowledge
+
+__all__ = ["create_app"]
+
+
+@dataclass
+class ServiceState:
+    """Per-app objects built once at start-up."""
+
+    knowledge: Knowledge
+    card_text: CardText
+    data_source_factory: Any = field(default=DataSource)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env(prefix="CDS")
+    if config:
+        app.config.from_mapping(config)
+
+    cards_dir = Path(app.config["CARDS_DIR"])
+    knowledge = load_knowledge(cards_dir)
+    if app.config["DEFAULT_POLICY_ID"] not in knowledge.policies:
+        raise ValueError(
+            f"DEFAULT_POLICY_ID {app.config['DEFAULT_POLICY_ID']!r} is not one of "
+            f"{sorted(knowledge.policies)}"
+        )
+    card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
+    app.extensions["cds"] = ServiceState(knowledge, card_text)
+
+    register_error_handlers(app)
+    from .routes import bp
+
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,24 @@
+"""Configuration defaults.
+
+Every key can be overridden by a mapping passed to ``create_app(config)`` or by an
+environment variable ``CDS_<KEY>`` (values are parsed as JSON when they look like JSON,
+see :meth:`flask.Config.from_prefixed_env`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, object] = {
+    # Knowledge: payer policies, value sets, evidence and card text.
+    "CARDS_DIR": str(REPO_ROOT / "cards"),
+    # Policy applied when no Coverage in the request matches a payer in cards/policies.
+    "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
+    # Largest request body accepted (bytes); larger bodies get 413.
+    "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+    # Public base URL of the service (scheme://host[:port][/prefix]) used for absolute
+    # links and JWT audience checks behind a proxy. Empty: derived from the request.
+    "PUBLIC_BASE_URL": "",
+}

@@ -1,0 +1,104 @@
+"""Parse and validate a CDS Hooks service request envelope (no FHIR model parsing here)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .errors import ApiError, Issue
+from .knowledge import SCHEMA_DIR
+
+MAX_REPORTED_ISSUES = 10
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    hook: str
+    hook_instance: str
+    patient_id: str
+    user_id: str
+    encounter_id: str | None
+    draft_orders: dict[str, Any]
+    selections: tuple[str, ...] | None
+    prefetch: dict[str, Any]
+    fhir_server: str | None
+    access_token: str | None
+    raw: dict[str, Any]
+
+    def __repr__(self) -> str:  # never print tokens or patient data by accident
+        return f"HookRequest(hook={self.hook!r}, hookInstance={self.hook_instance!r})"
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / "hook-request.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _json_path(error: ValidationError) -> str:
+    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path)
+    return path.replace(".[", "[") or "(root)"
+
+
+def _describe(error: ValidationError) -> Issue:
+    where = _json_path(error)
+    if error.validator == "required" and error.validator_value == ["selections"]:
+        message = "order-select requests must carry context.selections"
+        where = "context"
+    elif error.validator == "dependentRequired":
+        message = "fhirAuthorization is present but fhirServer is missing"
+    else:
+        message = error.message
+        if len(message) > 300:
+            message = message[:300] + "..."
+    return Issue(f"{where}: {message}", "invalid" if error.validator != "required" else "required",
+                 expression=(where,))
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Decode the body as a JSON object or raise a 400 ApiError saying why not."""
+    if not body.strip():
+        raise ApiError.single(400, "Request body is empty; expected a CDS Hooks request (JSON).")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError.single(400, f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError.single(400, "Request body is nested too deeply.") from None
+    if not isinstance(data, dict):
+        raise ApiError.single(400, f"Request body must be a JSON object, not {type(data).__name__}.")
+    return data
+
+
+def validate_envelope(data: dict[str, Any], *, expected_hook: str) -> HookRequest:
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        issues = [_describe(e) for e in errors[:MAX_REPORTED_ISSUES]]
+        raise ApiError(400, issues)
+    if data["hook"] != expected_hook:
+        raise ApiError.single(
+            400,
+            f"This service handles the '{expected_hook}' hook; the request is for '{data['hook']}'.",
+            expression=("hook",),
+        )
+    context = data["context"]
+    selections = context.get("selections")
+    auth = data.get("fhirAuthorization") or {}
+    return HookRequest(
+        hook=data["hook"],
+        hook_instance=data["hookInstance"],
+        patient_id=context["patientId"],
+        user_id=context["userId"],
+        encounter_id=context.get("encounterId"),
+        draft_orders=context["draftOrders"],
+        selections=tuple(selections) if selections is not None else None,
+        prefetch=data.get("prefetch") or {},
+        fhir_server=data.get("fhirServer"),
+        access_token=auth.get("access_token"),
+        raw=data,
+    )

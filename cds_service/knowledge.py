@@ -1,0 +1,221 @@
+"""Load the policy knowledge in ``cards/`` into immutable, typed structures.
+
+Everything a decision needs -- payer policies, indication families, value sets and
+medication rules -- is data. Adding a payer or a policy version means adding files to
+``cards/``; nothing here names a payer, a drug code or a diagnosis code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from fhir.resources.R4B.valueset import ValueSet
+
+from .terminology import ValueSetMatcher
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+WARNING_SECTIONS = ("chronic_pain", "psychiatric")
+QUIET_SECTIONS = ("approved_use", "not_addressed")
+
+
+@dataclass(frozen=True)
+class Family:
+    """An indication family (e.g. CRPS) and the policy section it falls under."""
+
+    id: str
+    label: str
+    section: str
+    role: str  # flag | context | advisory | approved | out_of_scope
+    valueset: ValueSetMatcher
+    drugs: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Drug:
+    id: str
+    label: str
+    valueset: ValueSetMatcher
+    text_patterns: tuple[str, ...]
+    exclude_text_patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    id: str
+    label: str
+    statement: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    payer_name: str
+    payer_short_name: str
+    aliases: tuple[str, ...]
+    identifiers: tuple[tuple[str, str], ...]
+    title: str
+    number: str
+    version: str
+    url: str | None
+    sections: dict[str, PolicySection]
+    evidence: dict[str, dict[str, Any]]
+    citations: dict[str, dict[str, Any]]
+    override_reasons: tuple[dict[str, str], ...]
+    summary_of_evidence: str
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def display_name(self) -> str:
+        number = f" {self.number}" if self.number else ""
+        return f"{self.payer_name} medical policy{number}"
+
+
+@dataclass(frozen=True)
+class MedicationRules:
+    drugs: tuple[Drug, ...]
+    hcpcs: dict[str, str | None]
+    excluded: ValueSetMatcher
+    iv_only_products: ValueSetMatcher
+    iv_routes: ValueSetMatcher
+    non_iv_routes: ValueSetMatcher
+    injectable_dose_form_words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    policies: dict[str, Policy]
+    families: tuple[Family, ...]
+    medications: MedicationRules
+    valuesets: dict[str, ValueSetMatcher]
+    scan_pattern: re.Pattern[bytes] = field(repr=False)
+
+    def family(self, family_id: str) -> Family:
+        return next(f for f in self.families if f.id == family_id)
+
+
+def _read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@cache
+def _schema(name: str) -> dict:
+    return _read_json(SCHEMA_DIR / name)
+
+
+def _load_valuesets(directory: Path) -> dict[str, ValueSetMatcher]:
+    matchers: dict[str, ValueSetMatcher] = {}
+    for path in sorted(directory.glob("*.json")):
+        data = _read_json(path)
+        ValueSet.model_validate(data)  # raises on anything that is not a FHIR ValueSet
+        matcher = ValueSetMatcher.from_fhir(data)
+        matchers[path.stem] = matcher
+    return matchers
+
+
+def _load_policy(path: Path) -> Policy:
+    data = _read_json(path)
+    jsonschema.validate(data, _schema("policy.schema.json"))
+    payer, policy = data["payer"], data["policy"]
+    return Policy(
+        id=data["id"],
+        payer_name=payer["name"],
+        payer_short_name=payer.get("short_name") or payer["name"],
+        aliases=tuple(payer.get("aliases", [])),
+        identifiers=tuple(
+            (ident.get("system", ""), ident["value"]) for ident in payer.get("identifiers", [])
+        ),
+        title=policy["title"],
+        number=policy.get("number") or "",
+        version=policy.get("version") or "",
+        url=policy.get("url"),
+        sections={
+            s["id"]: PolicySection(s["id"], s["label"], s["statement"]) for s in data["sections"]
+        },
+        evidence=data.get("evidence", {}),
+        citations=data.get("citations", {}),
+        override_reasons=tuple(data.get("override_reasons", [])),
+        summary_of_evidence=data.get("summary_of_evidence", ""),
+        raw=data,
+    )
+
+
+def _scan_pattern(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> re.Pattern[bytes]:
+    """One regular expression that finds any hint of a target drug in raw request bytes.
+
+    Words match case-insensitively; codes match as JSON strings (``"6130"``). A
+    ``medicationReference`` is a hint too, because the referenced Medication may live
+    elsewhere. False positives only cost the slower path; false negatives are not allowed.
+    """
+    tokens: set[bytes] = {b"medicationreference"}
+    for drug in medications["drugs"]:
+        tokens.update(p.lower().encode() for p in drug["text_patterns"])
+        for _system, code in valuesets[drug["valueset"]].concepts:
+            tokens.add(b'"' + code.lower().encode() + b'"')
+    for code, drug_id in medications.get("hcpcs", {}).items():
+        if drug_id:
+            tokens.add(b'"' + code.lower().encode() + b'"')
+    alternation = b"|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))
+    return re.compile(alternation, re.IGNORECASE)
+
+
+def load_knowledge(cards_dir: str | Path) -> Knowledge:
+    cards = Path(cards_dir)
+    valuesets = _load_valuesets(cards / "valuesets")
+
+    index = _read_json(cards / "indications.json")
+    jsonschema.validate(index, _schema("indications.schema.json"))
+    families = tuple(
+        Family(
+            id=f["id"],
+            label=f["label"],
+            section=f["section"],
+            role=f["role"],
+            valueset=valuesets[f["valueset"]],
+            drugs=frozenset(f.get("drugs", [])),
+        )
+        for f in index["families"]
+    )
+
+    meds = _read_json(cards / "medications.json")
+    rules = MedicationRules(
+        drugs=tuple(
+            Drug(
+                id=d["id"],
+                label=d["label"],
+                valueset=valuesets[d["valueset"]],
+                text_patterns=tuple(p.lower() for p in d["text_patterns"]),
+                exclude_text_patterns=tuple(p.lower() for p in d.get("exclude_text_patterns", [])),
+            )
+            for d in meds["drugs"]
+        ),
+        hcpcs={code.upper(): drug for code, drug in meds.get("hcpcs", {}).items()},
+        excluded=valuesets[meds["excluded_products"]],
+        iv_only_products=valuesets[meds["iv_only_products"]],
+        iv_routes=valuesets[meds["routes"]["iv"]],
+        non_iv_routes=valuesets[meds["routes"]["non_iv"]],
+        injectable_dose_form_words=tuple(w.lower() for w in meds["injectable_dose_form_words"]),
+    )
+
+    policies = {}
+    for path in sorted((cards / "policies").glob("*.json")):
+        policy = _load_policy(path)
+        if policy.id in policies:
+            raise ValueError(f"duplicate policy id {policy.id} in {path}")
+        policies[policy.id] = policy
+    if not policies:
+        raise ValueError(f"no policies found in {cards / 'policies'}")
+
+    return Knowledge(
+        policies=policies,
+        families=families,
+        medications=rules,
+        valuesets=valuesets,
+        scan_pattern=_scan_pattern(meds, valuesets),
+    )

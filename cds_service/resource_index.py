@@ -1,0 +1,93 @@
+"""Find FHIR resources carried in a hook request: draft orders, contained resources, prefetch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+Resource = dict[str, Any]
+
+
+def reference_key(reference: str) -> str | None:
+    """``Type/id`` for a relative or absolute literal reference (``_history`` dropped)."""
+    ref = reference.strip()
+    if not ref or ref.startswith("#") or ref.startswith("urn:"):
+        return None
+    parts = [p for p in ref.split("?")[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 2:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def resource_key(resource: Resource) -> str | None:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if isinstance(rtype, str) and isinstance(rid, str):
+        return f"{rtype}/{rid}"
+    return None
+
+
+def bundle_resources(bundle: Any) -> Iterator[Resource]:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+            yield entry["resource"]
+
+
+def prefetch_resources(value: Any) -> Iterator[Resource]:
+    """Resources in one prefetch value: a resource, a Bundle, or nothing (null/OperationOutcome)."""
+    if not isinstance(value, dict):
+        return
+    rtype = value.get("resourceType")
+    if rtype == "Bundle":
+        yield from (r for r in bundle_resources(value) if r.get("resourceType") != "OperationOutcome")
+    elif isinstance(rtype, str) and rtype != "OperationOutcome":
+        yield value
+
+
+class ResourceIndex:
+    """Resources addressable by ``Type/id``, ``urn:uuid`` fullUrl, or ``#id`` within a container."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Resource] = {}
+        self._by_full_url: dict[str, Resource] = {}
+
+    def add(self, resource: Resource, full_url: str | None = None) -> None:
+        key = resource_key(resource)
+        if key and key not in self._by_key:
+            self._by_key[key] = resource
+        if full_url:
+            self._by_full_url.setdefault(full_url, resource)
+
+    def add_all(self, resources: Iterable[Resource]) -> None:
+        for resource in resources:
+            self.add(resource)
+
+    def resolve(self, reference: str, container: Resource | None = None) -> Resource | None:
+        if reference.startswith("#"):
+            if container is None:
+                return None
+            wanted = reference[1:]
+            for contained in container.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("id") == wanted:
+                    return contained
+            return None
+        if reference in self._by_full_url:
+            return self._by_full_url[reference]
+        key = reference_key(reference)
+        return self._by_key.get(key) if key else None
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return [r for r in self._by_key.values() if r.get("resourceType") == resource_type]
+
+
+def draft_order_entries(draft_orders: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:
+    for entry in draft_orders.get("entry") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+            full_url = entry.get("fullUrl")
+            yield (full_url if isinstance(full_url, str) else None), entry["resource"]

@@ -1,0 +1,210 @@
+"""Which draft orders are in scope: IV ketamine or IV lidocaine (pure functions over dicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .knowledge import Drug, MedicationRules
+from .resource_index import Resource
+from .terminology import HCPCS, NDC, Code, codings_of
+
+INACTIVE_ORDER_STATUSES = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
+IV_ROUTE_WORDS = ("intravenous", "intravenously")
+IV_ROUTE_ABBREVIATIONS = frozenset({"iv", "i.v.", "ivpb", "iv push", "iv infusion"})
+RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
+
+
+@dataclass(frozen=True)
+class MedicationFinding:
+    """What the order's medication is, as far as this service cares."""
+
+    status: str  # target | excluded | other | unresolved
+    drug: Drug | None = None
+    matched: Code | None = None
+    description: str = ""  # product text or display, for the card
+    source: str = "medicationCodeableConcept"
+    injectable_product: bool = False
+    iv_only_product: bool = False
+    unresolved_reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteFinding:
+    is_iv: bool
+    explanation: str
+    code: Code | None = None
+
+
+@dataclass(frozen=True)
+class ScreenedOrder:
+    order_ref: str
+    order: Resource
+    medication: MedicationFinding
+    route: RouteFinding
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    in_scope: tuple[ScreenedOrder, ...]
+    unresolved: tuple[tuple[str, str], ...]  # (order_ref, medication reference)
+    considered: int  # MedicationRequests looked at
+
+
+def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
+    parts = [concept.get("text")] if isinstance(concept.get("text"), str) else []
+    parts.extend(c.display for c in codes if c.display)
+    return " | ".join(parts)
+
+
+def classify_medication_concept(
+    concept: Any, rules: MedicationRules, *, source: str = "medicationCodeableConcept"
+) -> MedicationFinding:
+    """Classify a medication CodeableConcept as a target drug, an excluded product, or other.
+
+    Codes decide first (excluded products, then the IV-capable product value sets, then
+    HCPCS J-codes); free text is used only when no code is recognised.
+    """
+    if not isinstance(concept, dict):
+        return MedicationFinding("other", source=source)
+    codes = list(codings_of(concept))
+    text = _concept_text(concept, codes)
+    lowered = text.lower()
+
+    excluded = [c for c in codes if rules.excluded.contains(c)]
+    if excluded:
+        return MedicationFinding("excluded", matched=excluded[0], description=text, source=source)
+
+    iv_only = any(rules.iv_only_products.contains(c) for c in codes)
+    for drug in rules.drugs:
+        hits = sorted((c for c in codes if drug.valueset.contains(c)),
+                      key=drug.valueset.specificity, reverse=True)
+        if hits:
+            matched = hits[0]
+            known_display = drug.valueset.display_for(matched)
+            dose_text = f"{lowered} {known_display.lower()}"
+            injectable = matched.system == NDC or any(
+                w in dose_text for w in rules.injectable_dose_form_words
+            )
+            return MedicationFinding(
+                "target", drug, matched, text or known_display, source,
+                injectable_product=injectable or iv_only, iv_only_product=iv_only,
+            )
+
+    by_id = {d.id: d for d in rules.drugs}
+    for code in codes:
+        if code.system == HCPCS and rules.hcpcs.get(code.code) in by_id:
+            drug = by_id[rules.hcpcs[code.code]]  # type: ignore[index]
+            return MedicationFinding("target", drug, code, text, source, injectable_product=True)
+
+    for drug in rules.drugs:
+        if any(p in lowered for p in drug.text_patterns):
+            if any(p in lowered for p in drug.exclude_text_patterns):
+                return MedicationFinding("excluded", description=text, source=source)
+            injectable = any(w in lowered for w in rules.injectable_dose_form_words)
+            return MedicationFinding(
+                "target", drug, None, text, source, injectable_product=injectable
+            )
+    return MedicationFinding("other", description=text, source=source)
+
+
+def _route_is_iv(route: dict[str, Any], rules: MedicationRules) -> tuple[bool | None, Code | None]:
+    """True/False when the route says IV or not; None when the route is unreadable."""
+    codes = list(codings_of(route))
+    for code in codes:
+        if rules.iv_routes.contains(code) or any(w in code.display.lower() for w in IV_ROUTE_WORDS):
+            return True, code
+    text = route.get("text") if isinstance(route.get("text"), str) else ""
+    if text and (text.strip().lower() in IV_ROUTE_ABBREVIATIONS
+                 or any(w in text.lower() for w in IV_ROUTE_WORDS)):
+        return True, None
+    if codes:
+        return False, codes[0]
+    return (False, None) if text else (None, None)
+
+
+def _has_infusion_rate_or_duration(dosage: dict[str, Any]) -> bool:
+    for dose_and_rate in dosage.get("doseAndRate") or []:
+        if isinstance(dose_and_rate, dict) and any(k in dose_and_rate for k in RATE_KEYS):
+            return True
+    timing = dosage.get("timing")
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    return isinstance(repeat, dict) and "duration" in repeat
+
+
+def assess_route(order: Resource, medication: MedicationFinding, rules: MedicationRules) -> RouteFinding:
+    dosages = [d for d in order.get("dosageInstruction") or [] if isinstance(d, dict)]
+    stated_non_iv: list[str] = []
+    for dosage in dosages:
+        route = dosage.get("route")
+        if not isinstance(route, dict):
+            continue
+        is_iv, code = _route_is_iv(route, rules)
+        if is_iv:
+            what = code.label() if code else f"route text '{route.get('text')}'"
+            return RouteFinding(True, f"route {what}", code)
+        if is_iv is False:
+            stated_non_iv.append(code.label() if code else f"route text '{route.get('text')}'")
+    if stated_non_iv:
+        return RouteFinding(False, f"non-IV route: {', '.join(stated_non_iv)}")
+    if medication.iv_only_product:
+        return RouteFinding(True, "no route given; the product is a premixed IV bag labeled for IV use")
+    if medication.injectable_product and any(_has_infusion_rate_or_duration(d) for d in dosages):
+        return RouteFinding(True, "no route given; injectable product with an infusion rate or duration")
+    return RouteFinding(False, "no route given and no infusion rate or duration")
+
+
+def order_reference(full_url: str | None, order: Resource, position: int) -> str:
+    if isinstance(order.get("id"), str):
+        return f"MedicationRequest/{order['id']}"
+    return full_url or f"MedicationRequest (draftOrders entry {position})"
+
+
+def screen_orders(
+    entries: Iterable[tuple[str | None, Resource]],
+    selections: tuple[str, ...] | None,
+    resolve_medication: Callable[[str, Resource], Resource | None],
+    rules: MedicationRules,
+) -> ScreeningResult:
+    """Pick the in-scope orders. ``resolve_medication(reference, order)`` finds a Medication."""
+    in_scope: list[ScreenedOrder] = []
+    unresolved: list[tuple[str, str]] = []
+    considered = 0
+    selected = set(selections) if selections is not None else None
+    for position, (full_url, order) in enumerate(entries):
+        if order.get("resourceType") != "MedicationRequest":
+            continue
+        ref = order_reference(full_url, order, position)
+        if selected is not None and ref not in selected and full_url not in selected:
+            continue
+        if order.get("status") in INACTIVE_ORDER_STATUSES:
+            continue
+        considered += 1
+        medication = _medication_of(order, resolve_medication, rules)
+        if medication.status == "unresolved" and medication.unresolved_reference:
+            unresolved.append((ref, medication.unresolved_reference))
+            continue
+        if medication.status != "target":
+            continue
+        route = assess_route(order, medication, rules)
+        if route.is_iv:
+            in_scope.append(ScreenedOrder(ref, order, medication, route))
+    return ScreeningResult(tuple(in_scope), tuple(unresolved), considered)
+
+
+def _medication_of(
+    order: Resource,
+    resolve_medication: Callable[[str, Resource], Resource | None],
+    rules: MedicationRules,
+) -> MedicationFinding:
+    if "medicationCodeableConcept" in order:
+        return classify_medication_concept(order["medicationCodeableConcept"], rules)
+    reference = order.get("medicationReference")
+    if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+        ref = reference["reference"]
+        medication = resolve_medication(ref, order)
+        if medication is None or medication.get("resourceType") != "Medication":
+            return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
+        return classify_medication_concept(medication.get("code"), rules, source=ref)
+    return MedicationFinding("other")

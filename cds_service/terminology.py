@@ -1,0 +1,128 @@
+"""Code systems and value-set matching over plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+NDC = "http://hl7.org/fhir/sid/ndc"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+
+SYSTEM_NAMES = {
+    RXNORM: "RxNorm",
+    SNOMED: "SNOMED CT",
+    ICD10CM: "ICD-10-CM",
+    NDC: "NDC",
+    HCPCS: "HCPCS",
+}
+
+
+@dataclass(frozen=True)
+class Code:
+    system: str
+    code: str
+    display: str = ""
+
+    @property
+    def system_name(self) -> str:
+        return SYSTEM_NAMES.get(self.system, self.system)
+
+    def label(self) -> str:
+        text = f"{self.system_name} {self.code}"
+        return f"{text} ({self.display})" if self.display else text
+
+
+def normalize_code(system: str, code: str) -> str:
+    """Canonical form used for matching: ICD-10-CM upper case and dotted, NDC digits only."""
+    code = code.strip()
+    if system == ICD10CM:
+        code = code.upper()
+        if "." not in code and len(code) > 3:
+            code = f"{code[:3]}.{code[3:]}"
+    elif system == NDC:
+        code = code.replace("-", "")
+    elif system == HCPCS:
+        code = code.upper()
+    return code
+
+
+def codings_of(concept: object) -> Iterator[Code]:
+    """Yield the well-formed codings of a CodeableConcept given as a raw dict."""
+    if not isinstance(concept, dict):
+        return
+    codings = concept.get("coding")
+    if not isinstance(codings, list):
+        return
+    for coding in codings:
+        if not isinstance(coding, dict):
+            continue
+        system, code = coding.get("system"), coding.get("code")
+        if isinstance(system, str) and isinstance(code, str) and code.strip():
+            display = coding.get("display")
+            yield Code(system, normalize_code(system, code), display if isinstance(display, str) else "")
+
+
+@dataclass(frozen=True)
+class ValueSetMatcher:
+    """A compiled FHIR ValueSet: enumerated concepts plus ``is-a`` filters.
+
+    For ICD-10-CM an ``is-a`` filter matches the code itself and every code below it,
+    which for that code system's dotted notation is a prefix match.
+    """
+
+    id: str
+    title: str
+    concepts: frozenset[tuple[str, str]]
+    is_a: tuple[tuple[str, str], ...]
+    displays: dict[tuple[str, str], str]
+
+    @classmethod
+    def from_fhir(cls, valueset: dict) -> ValueSetMatcher:
+        concepts: set[tuple[str, str]] = set()
+        is_a: list[tuple[str, str]] = []
+        displays: dict[tuple[str, str], str] = {}
+        for include in valueset.get("compose", {}).get("include", []):
+            system = include.get("system", "")
+            for concept in include.get("concept", []):
+                key = (system, normalize_code(system, concept["code"]))
+                concepts.add(key)
+                if concept.get("display"):
+                    displays[key] = concept["display"]
+            for flt in include.get("filter", []):
+                if flt.get("op") == "is-a" and flt.get("property") == "concept":
+                    value = normalize_code(system, flt["value"])
+                    is_a.append((system, value))
+                    concepts.add((system, value))
+                else:
+                    raise ValueError(
+                        f"ValueSet {valueset.get('id')}: unsupported filter {flt!r}"
+                    )
+        return cls(
+            id=valueset["id"],
+            title=valueset.get("title") or valueset.get("name") or valueset["id"],
+            concepts=frozenset(concepts),
+            is_a=tuple(is_a),
+            displays=displays,
+        )
+
+    def specificity(self, code: Code) -> int:
+        """0 when ``code`` is not in the value set, else a rank (longer match ranks higher)."""
+        if (code.system, code.code) in self.concepts:
+            return 1000 + len(code.code)
+        best = 0
+        for system, prefix in self.is_a:
+            if system == code.system and code.code.startswith(prefix):
+                best = max(best, len(prefix))
+        return best
+
+    def contains(self, code: Code) -> bool:
+        return self.specificity(code) > 0
+
+    def contains_any(self, codes: Iterable[Code]) -> bool:
+        return any(self.contains(c) for c in codes)
+
+    def display_for(self, code: Code) -> str:
+        return self.displays.get((code.system, code.code), "")
