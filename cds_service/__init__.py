@@ -15,6 +15,7 @@ from .config import DEFAULTS
 from .errors import register_error_handlers
 from .gather import DataSource
 from .knowledge import Knowledge, load_knowledge
+from .recording import NullRecorder, Recorder
 
 __all__ = ["create_app"]
 
@@ -26,6 +27,7 @@ class ServiceState:
     knowledge: Knowledge
     card_text: CardText
     data_source_factory: Any = field(default=DataSource)
+    recorder: Recorder = field(default_factory=NullRecorder)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -33,18 +33,20 @@ def prefetched(request: HookRequest, key: str, resource_type: str) -> list[Resou
     value = request.prefetch.get(key)
     if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
         return None
-    if value.get("resourceType") == "Bundle":
-        if any(r.get("resourceType") == "OperationOutcome"
-               and any(i.get("severity") in ("error", "fatal") for i in r.get("issue") or []
-                       if isinstance(i, dict))
-               for r in prefetch_resources_raw(value)):
-            return None
+    if value.get("resourceType") == "Bundle" and _bundle_reports_error(value):
+        return None
     return [r for r in prefetch_resources(value) if r.get("resourceType") == resource_type]
 
 
-def prefetch_resources_raw(bundle: dict) -> list[Resource]:
-    return [e["resource"] for e in bundle.get("entry") or []
-            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+def _bundle_reports_error(bundle: dict) -> bool:
+    """A searchset whose entries include an OperationOutcome with an error or fatal issue."""
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            for issue in resource.get("issue") or []:
+                if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+                    return True
+    return False
 
 
 @dataclass

@@ -88,7 +88,7 @@ def is_active_condition(condition: Resource, patient_id: str | None = None) -> b
         return codes[0].code if codes else None
 
     clinical = first_code("clinicalStatus")
-    if clinical in INACTIVE_CLINICAL_STATUSES or clinical is None and condition.get("abatementDateTime"):
+    if clinical in INACTIVE_CLINICAL_STATUSES or (clinical is None and condition.get("abatementDateTime")):
         return False
     if first_code("verificationStatus") in EXCLUDED_VERIFICATION:
         return False

@@ -30,6 +30,10 @@ class Evaluation:
     decisions: list[Decision] = field(default_factory=list)
     fast_path: bool = False  # decided "not in scope" from the raw bytes alone
 
+    def carded_decisions(self) -> list[tuple[Decision, dict]]:
+        """Each decision that produced a card, with that card (cards follow decision order)."""
+        return list(zip([d for d in self.decisions if d.fires], self.cards, strict=True))
+
 
 def mentions_target_drug(raw_body: bytes, knowledge: Knowledge) -> bool:
     return knowledge.scan_pattern.search(raw_body) is not None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from .errors import ApiError
 from .hook_request import parse_body, validate_envelope
 from .pipeline import evaluate
+from .recording import HookCall
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -43,4 +44,8 @@ def call_service(service_id: str):
     log.info("hook=%s service=%s hookInstance=%s cards=%d fast_path=%s ms=%.1f",
              hook_request.hook, service.id, hook_request.hook_instance, len(evaluation.cards),
              evaluation.fast_path, elapsed_ms)
+    client = g.get("cds_client") or {}
+    state.recorder.record_hook_call(
+        HookCall(hook_request, service, evaluation, elapsed_ms, client.get("iss"))
+    )
     return jsonify({"cards": evaluation.cards})
