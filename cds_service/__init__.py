@@ -12,6 +12,7 @@ from flask import Flask
 
 from .card_render import CardText
 from .config import DEFAULTS
+from .db import Database, database_url
 from .errors import register_error_handlers
 from .gather import DataSource
 from .knowledge import Knowledge, load_knowledge
@@ -28,6 +29,7 @@ class ServiceState:
     card_text: CardText
     data_source_factory: Any = field(default=DataSource)
     recorder: Recorder = field(default_factory=NullRecorder)
+    database: Database | None = None
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -45,10 +47,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             f"{sorted(knowledge.policies)}"
         )
     card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
-    app.extensions["cds"] = ServiceState(knowledge, card_text)
+    state = ServiceState(knowledge, card_text)
+    app.extensions["cds"] = state
+    _init_storage(app, state)
 
     register_error_handlers(app)
+    from .feedback import bp as feedback_bp
+    from .review import init_review
     from .routes import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(feedback_bp)
+    init_review(app)
     return app
+
+
+def _init_storage(app: Flask, state: ServiceState) -> None:
+    """Database, durable recorder and session secret (see docs/review.md)."""
+    from .audit import DatabaseRecorder
+    from .secret import instance_secret
+
+    if not app.config["AUDIT_ENABLED"]:  # no storage at all: no audit, feedback or review
+        return
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret(app.instance_path)
+    state.database = Database(database_url(app.config, app.instance_path))
+    if app.config["DB_AUTO_UPGRADE"]:
+        state.database.upgrade()
+    state.recorder = DatabaseRecorder(state.database, all_calls=bool(app.config["AUDIT_ALL_CALLS"]))

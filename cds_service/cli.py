@@ -69,6 +69,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_app():
+    from . import create_app
+
+    app = create_app()
+    database = app.extensions["cds"].database
+    if database is None:
+        raise SystemExit("storage is off (AUDIT_ENABLED is false)")
+    return app, database
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from . import create_app
+
+    app = create_app({"DB_AUTO_UPGRADE": False})
+    database = app.extensions["cds"].database
+    if database is None:
+        raise SystemExit("storage is off (AUDIT_ENABLED is false)")
+    database.upgrade()
+    print(f"database schema is up to date ({database.engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from .retention import purge
+
+    app, database = _storage_app()
+    days = args.days if args.days is not None else int(app.config["AUDIT_RETENTION_DAYS"])
+    counts = purge(database, days)
+    print(f"purged records older than {days} days: " +
+          ", ".join(f"{n} {table}" for table, n in counts.items()))
+    return 0
+
+
+def cmd_create_reviewer(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .review.auth import create_reviewer
+
+    _, database = _storage_app()
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise SystemExit("the passwords differ")
+    try:
+        create_reviewer(database, args.username, password)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"reviewer {args.username!r} can now sign in at /review/login")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("request", help="path to a CDS Hooks request JSON file, or - for stdin")
     evaluate.add_argument("--hook", choices=sorted({s.hook for s in SERVICES.values()}))
     evaluate.set_defaults(func=cmd_evaluate)
+
+    sub.add_parser("db-upgrade", help="create or migrate the audit database schema").set_defaults(
+        func=cmd_db_upgrade)
+    purge = sub.add_parser("purge", help="delete audit records older than AUDIT_RETENTION_DAYS")
+    purge.add_argument("--days", type=int, help="override AUDIT_RETENTION_DAYS")
+    purge.set_defaults(func=cmd_purge)
+    reviewer = sub.add_parser("create-reviewer",
+                              help="create a review-page account (or reset its password)")
+    reviewer.add_argument("username")
+    reviewer.add_argument("--password-stdin", action="store_true",
+                          help="read the password from standard input instead of prompting")
+    reviewer.set_defaults(func=cmd_create_reviewer)
     return parser
 
 

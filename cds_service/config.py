@@ -21,4 +21,13 @@ DEFAULTS: dict[str, object] = {
     # Public base URL of the service (scheme://host[:port][/prefix]) used for absolute
     # links and JWT audience checks behind a proxy. Empty: derived from the request.
     "PUBLIC_BASE_URL": "",
+    # Audit trail and feedback storage. Empty DATABASE_URL: SQLite in the instance folder.
+    "DATABASE_URL": "",
+    "AUDIT_ENABLED": True,  # record hook calls that return a card
+    "AUDIT_ALL_CALLS": False,  # record every hook call, with or without a card
+    "AUDIT_RETENTION_DAYS": 365,  # `cds-service purge` deletes records older than this
+    "DB_AUTO_UPGRADE": True,  # run the Alembic migrations when the app starts
+    # Session-cookie secret for /review. Empty: generated once and kept in the instance folder.
+    "SECRET_KEY": "",
+    "REVIEW_PAGE_SIZE": 50,
 }

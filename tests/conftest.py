@@ -12,8 +12,9 @@ FIXTURES = ROOT / "fhir_fixtures"
 
 
 @pytest.fixture(scope="session")
-def app():
-    return create_app({"TESTING": True, "AUTH_ENABLED": False})
+def app(tmp_path_factory):
+    db = tmp_path_factory.mktemp("db") / "audit.sqlite3"
+    return create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": f"sqlite:///{db}"})
 
 
 @pytest.fixture()

@@ -1,0 +1,35 @@
+"""The pharmacist review page under ``/review`` (login required; accounts come from the CLI)."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_wtf import CSRFProtect
+
+from .auth import load_reviewer
+from .views import bp
+
+__all__ = ["init_review"]
+
+
+def init_review(app: Flask) -> None:
+    """Register /review when storage is on (it needs the database and a session secret)."""
+    if app.extensions["cds"].database is None:
+        return
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    csrf = CSRFProtect()
+    csrf.init_app(app)
+    # The CDS Hooks endpoints are JSON APIs called by EHRs, not browser forms.
+    from ..feedback import bp as feedback_bp
+    from ..routes import bp as cds_bp
+
+    csrf.exempt(cds_bp)
+    csrf.exempt(feedback_bp)
+    login = LoginManager()
+    login.login_view = "review.login"
+    login.login_message = "Please sign in to see the review page."
+    login.user_loader(load_reviewer)
+    login.init_app(app)
+    app.register_blueprint(bp)
+

@@ -1,0 +1,164 @@
+"""Routes of the review page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from sqlalchemy import select
+
+from ..db import Database
+from ..models import Alert, Feedback
+from .auth import authenticate
+from .chart import bar_chart
+from .forms import DISPOSITIONS, DispositionForm, LoginForm, LogoutForm
+from .queries import OUTCOME_FILTERS, AlertFilter, filter_choices, list_alerts, summarize
+
+bp = Blueprint("review", __name__, url_prefix="/review")
+# Card detail is service-made GFM; raw HTML is escaped, unsafe link schemes are refused.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def _db() -> Database:
+    return current_app.extensions["cds"].database
+
+
+@bp.app_template_global()
+def logout_form() -> LogoutForm:
+    return LogoutForm()
+
+
+@bp.app_template_filter("when")
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/review") and not urlsplit(target).netloc and "\\" not in target:
+        return target
+    return url_for("review.alerts")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(_db(), form.username.data or "", form.password.data or "")
+        if user is not None:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        flash("Unknown username or wrong password.", "error")
+    return render_template("review/login.html", form=form), 200 if request.method == "GET" else 401
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    if LogoutForm().validate_on_submit():
+        logout_user()
+    return redirect(url_for("review.login"))
+
+
+@bp.get("/")
+@login_required
+def alerts():
+    flt = AlertFilter.from_args(request.args)
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    size = int(current_app.config["REVIEW_PAGE_SIZE"])
+    with _db().session() as session:
+        rows = list_alerts(session, flt, limit=size + 1, offset=(page - 1) * size)
+        choices = filter_choices(session)
+    return render_template("review/list.html", rows=rows[:size], flt=flt, choices=choices,
+                           outcomes=OUTCOME_FILTERS, page=page, has_next=len(rows) > size)
+
+
+@bp.get("/alerts.csv")
+@login_required
+def alerts_csv():
+    flt = AlertFilter.from_args(request.args)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["time_utc", "card_uuid", "order", "drug", "route", "indication_family",
+                     "indication_codes", "policy", "section", "indicator", "summary", "outcome",
+                     "disposition", "disposition_note"])
+    with _db().session() as session:
+        for alert, outcome in list_alerts(session, flt):
+            codes = " ".join(f"{c.get('code')}" for c in alert.indication_codes)
+            writer.writerow([_cell(v) for v in (
+                _when(alert.created_at), alert.card_uuid, alert.order_id, alert.drug_label, alert.route,
+                alert.indication_family_label, codes, alert.policy_id, alert.policy_section,
+                alert.indicator, alert.summary, outcome or "no feedback", alert.disposition,
+                alert.disposition_note)])
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=alerts.csv"})
+
+
+def _cell(value: object) -> str:
+    """Neutralise spreadsheet formulas in exported text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.route("/alerts/<int:alert_id>", methods=["GET", "POST"])
+@login_required
+def alert_detail(alert_id: int):
+    with _db().session() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            abort(404)
+        form = DispositionForm(obj=alert)
+        if form.validate_on_submit():
+            alert.disposition = form.disposition.data
+            alert.disposition_note = (form.note.data or "").strip() or None
+            alert.disposition_by = current_user.username
+            alert.disposition_at = datetime.now(UTC)
+            flash("Disposition saved.", "info")
+            return redirect(url_for("review.alert_detail", alert_id=alert_id))
+        if form.is_submitted() and form.errors:
+            flash("The disposition was not saved: " + "; ".join(
+                f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "error")
+        feedback = list(session.scalars(select(Feedback).where(Feedback.card_uuid == alert.card_uuid)
+                                        .order_by(Feedback.outcome_timestamp)))
+        hook_call = alert.hook_call
+        detail_html = Markup(_markdown.render(str(alert.card.get("detail", ""))))
+        return render_template("review/detail.html", alert=alert, call=hook_call, feedback=feedback,
+                               form=form, detail_html=detail_html,
+                               dispositions=dict(DISPOSITIONS))
+
+
+@bp.get("/summary")
+@login_required
+def summary():
+    flt = AlertFilter.from_args(request.args)
+    with _db().session() as session:
+        data = summarize(session, flt)
+        choices = filter_choices(session)
+    pct = lambda v: f"{v:.0%}"  # noqa: E731
+    charts = {
+        "week": bar_chart("Alerts per week", data.per_week),
+        "reason": bar_chart("Overrides by reason, share of alerts with feedback",
+                            [(r, rate) for r, _, rate in data.by_reason], pct, 1.0),
+        "family": bar_chart("Override rate by indication family",
+                            [(f, rate) for f, _, _, _, rate in data.by_family], pct, 1.0),
+    }
+    failures = getattr(current_app.extensions["cds"].recorder, "failures", 0)
+    return render_template("review/summary.html", data=data, charts=charts, flt=flt, choices=choices,
+                           outcomes=OUTCOME_FILTERS, recorder_failures=failures)
