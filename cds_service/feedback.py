@@ -148,8 +148,8 @@ def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], cl
                 user_comment=item.user_comment,
                 outcome_timestamp=item.outcome_timestamp,
                 client_iss=client_iss,
-            ).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            new += session.execute(stmt).rowcount or 0
+            ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Feedback.id)
+            new += session.execute(stmt).first() is not None
     return new
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,50 @@ def client(app):
 
 def load_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --- storage, audit and review -------------------------------------------------------------
+
+POSTGRES_ENV = "CDS_TEST_POSTGRES_URL"
+
+
+def _fresh_postgres_database(base_url: str) -> tuple[str, object]:
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from cds_service.db import database_url
+
+    url = make_url(database_url({"DATABASE_URL": base_url}, ""))
+    name = f"cds_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set (run .ci/postgres.sh, or bash .ci/run, to get one)")
+    url, drop = _fresh_postgres_database(base)
+    yield url
+    drop()
+
+
+@pytest.fixture()
+def storage_app(database_url):
+    return create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": database_url,
+                       "SECRET_KEY": "test-secret", "WTF_CSRF_ENABLED": False})

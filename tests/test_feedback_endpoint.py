@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from review_support import ORDER_SIGN, accepted, call, hook_request, override
+from sqlalchemy import func, select
+
+from cds_service.models import Feedback
+
+FEEDBACK_URL = f"/cds-services/{ORDER_SIGN}/feedback"
+
+
+def _feedback_rows(app):
+    with app.extensions["cds"].database.session() as session:
+        return list(session.scalars(select(Feedback).order_by(Feedback.id)))
+
+
+def test_override_without_display_is_stored_and_linked_to_its_card(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]
+    response = client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"], comment="PA on file")]})
+    assert response.status_code == 200
+    (row,) = _feedback_rows(storage_app)
+    assert (row.card_uuid, row.outcome, row.override_code, row.user_comment, row.unknown_card) == (
+        card["uuid"], "overridden", "prior-auth-on-file", "PA on file", False)
+
+
+def test_repeated_identical_feedback_is_stored_once(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]
+    item = accepted(card["uuid"])
+    for _ in range(3):
+        assert client.post(FEEDBACK_URL, json={"feedback": [item]}).status_code == 200
+    assert len(_feedback_rows(storage_app)) == 1
+    later = dict(item, outcomeTimestamp="2026-11-20T11:00:00Z")
+    assert client.post(FEEDBACK_URL, json={"feedback": [later]}).get_json()["stored"] == 1
+
+
+def test_feedback_for_an_unknown_card_is_stored_and_flagged(storage_app):
+    client = storage_app.test_client()
+    assert client.post(FEEDBACK_URL, json={"feedback": [override("no-such-card")]}).status_code == 200
+    (row,) = _feedback_rows(storage_app)
+    assert row.unknown_card is True
+
+
+def test_invalid_items_get_an_operation_outcome_naming_item_and_field(storage_app):
+    client = storage_app.test_client()
+    good = override("c1")
+    bad_items = [
+        good,
+        {"card": "c2", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+        {"card": "c3", "outcome": "ignored", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+        {"card": "c4", "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-11-20"},
+        {"outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:00:00"},
+        {"card": "c5", "outcome": "overridden", "overrideReason": {"reason": {"code": "x"}},
+         "outcomeTimestamp": "2026-11-20T10:00:00+02:00"},
+    ]
+    response = client.post(FEEDBACK_URL, json={"feedback": bad_items})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    expressions = {e for issue in body["issue"] for e in issue.get("expression", [])}
+    assert expressions == {
+        "feedback[1].acceptedSuggestions", "feedback[2].outcome", "feedback[3].overrideReason",
+        "feedback[3].outcomeTimestamp", "feedback[4].card", "feedback[4].outcomeTimestamp",
+        "feedback[5].overrideReason.reason",
+    }
+    assert _feedback_rows(storage_app) == []  # all or nothing
+
+
+def test_feedback_for_an_unknown_service_is_404(storage_app):
+    response = storage_app.test_client().post("/cds-services/nope/feedback",
+                                              json={"feedback": [override("c1")]})
+    assert response.status_code == 404
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_body_without_a_feedback_array_is_400(storage_app):
+    client = storage_app.test_client()
+    for body in ({}, {"feedback": []}, {"feedback": "x"}):
+        assert client.post(FEEDBACK_URL, json=body).status_code == 400
+    assert client.post(FEEDBACK_URL, data="not json", content_type="application/json").status_code == 400
+
+
+def test_feedback_records_the_client_issuer_set_by_authentication(storage_app):
+    from flask import g
+
+    @storage_app.before_request
+    def _fake_auth():
+        g.cds_client = {"iss": "https://ehr.example.org"}
+
+    client = storage_app.test_client()
+    client.post(FEEDBACK_URL, json={"feedback": [override("c9")]})
+    with storage_app.extensions["cds"].database.session() as session:
+        assert session.scalar(select(func.max(Feedback.client_iss))) == "https://ehr.example.org"
