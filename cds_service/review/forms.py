@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 DISPOSITIONS = [
@@ -23,7 +24,8 @@ class LoginForm(FlaskForm):
 
 
 class DispositionForm(FlaskForm):
-    disposition = SelectField("Disposition", choices=DISPOSITIONS, validators=[DataRequired()])
+    disposition = SelectField("Disposition", choices=[SelectChoice(v, label) for v, label in DISPOSITIONS],
+                              validators=[DataRequired()])
     note = TextAreaField("Note", validators=[Length(max=4000)])
 
 

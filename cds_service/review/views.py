@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf.csrf import CSRFError
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import select
@@ -49,6 +50,12 @@ def _no_store(response: Response) -> Response:
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"
     return response
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_error(error: CSRFError):
+    flash("The form had expired or was not sent from this page. Please try again.", "error")
+    return render_template("review/base.html"), 400
 
 
 def _safe_next(target: str | None) -> str:
@@ -124,7 +131,7 @@ def alert_detail(alert_id: int):
         alert = session.get(Alert, alert_id)
         if alert is None:
             abort(404)
-        form = DispositionForm(obj=alert)
+        form = DispositionForm(disposition=alert.disposition, note=alert.disposition_note)
         if form.validate_on_submit():
             alert.disposition = form.disposition.data
             alert.disposition_note = (form.note.data or "").strip() or None
