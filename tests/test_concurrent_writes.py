@@ -1,0 +1,94 @@
+"""Several gunicorn workers write the audit trail and feedback at once: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from review_support import ORDER_SIGN, hook_request, override
+from sqlalchemy import create_engine, func, select
+
+from cds_service.db import database_url as resolve_url
+from cds_service.models import Alert, Feedback, HookCallRecord
+
+CALLS = 200
+WORKERS = 3
+THREADS = 24
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def gunicorn_server(database_url, tmp_path):
+    port = _free_port()
+    env = dict(os.environ, CDS_DATABASE_URL=database_url, CDS_AUTH_ENABLED="false",
+               CDS_SECRET_KEY="concurrency-test")
+    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
+         "--timeout", "60", "cds_service:create_app()"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/cds-services", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("gunicorn did not start: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_concurrent_calls_and_feedback_from_several_workers_are_each_stored_exactly_once(
+        gunicorn_server, database_url):
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=THREADS))
+    bodies = [hook_request(("G90.511", "M79.7", "F32.9", "G43.709")[i % 4]) for i in range(CALLS)]
+
+    def sign(body):
+        response = session.post(f"{gunicorn_server}/cds-services/{ORDER_SIGN}", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["cards"][0]["uuid"]
+
+    def feedback(card):
+        response = session.post(f"{gunicorn_server}/cds-services/{ORDER_SIGN}/feedback",
+                                json={"feedback": [override(card)]}, timeout=60)
+        assert response.status_code == 200, response.text
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        cards = list(pool.map(sign, bodies))
+        signed = time.perf_counter()
+        list(pool.map(feedback, cards + cards))  # every feedback item sent twice
+    finished = time.perf_counter()
+    print(f"\n{CALLS} calls in {signed - started:.2f}s, {2 * CALLS} feedback posts in "
+          f"{finished - signed:.2f}s ({database_url.split(':')[0]}, {WORKERS} workers)")
+
+    engine = create_engine(resolve_url({"DATABASE_URL": database_url}, ""))
+    with engine.connect() as conn:
+        calls = conn.execute(select(HookCallRecord.hook_instance)).scalars().all()
+        alerts = conn.execute(select(Alert.card_uuid)).scalars().all()
+        fb = conn.execute(select(Feedback.card_uuid, Feedback.unknown_card)).all()
+        assert conn.scalar(select(func.count()).select_from(HookCallRecord)) == CALLS
+    engine.dispose()
+    assert sorted(calls) == sorted(b["hookInstance"] for b in bodies)
+    assert sorted(alerts) == sorted(cards)
+    assert sorted(card for card, _ in fb) == sorted(cards)
+    assert not any(unknown for _, unknown in fb)
