@@ -131,9 +131,13 @@ def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], cl
     with database.session() as session:
         insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
         cards = {i.card for i in items}
-        known = set(session.scalars(select(Alert.card_uuid).where(Alert.card_uuid.in_(cards))))
+        rows = session.execute(select(Alert.card_uuid, Alert.card).where(Alert.card_uuid.in_(cards)))
+        offered = {card_uuid: card for card_uuid, card in rows}
+        known = set(offered)
         for item in items:
-            reason = item.reason or {}
+            reason = dict(item.reason or {})
+            if reason and not reason.get("display"):  # the sandbox sends no display
+                reason["display"] = _offered_display(offered.get(item.card), reason)
             stmt = insert(Feedback).values(
                 idempotency_key=item.idempotency_key(service_id),
                 received_at=now,
@@ -151,6 +155,14 @@ def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], cl
             ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Feedback.id)
             new += session.execute(stmt).first() is not None
     return new
+
+
+def _offered_display(card: dict | None, reason: dict[str, str]) -> str | None:
+    """The display of the override reason as our card offered it, when the client left it out."""
+    for offered in (card or {}).get("overrideReasons") or []:
+        if offered.get("system") == reason.get("system") and offered.get("code") == reason.get("code"):
+            return offered.get("display")
+    return None
 
 
 @bp.post("/cds-services/<service_id>/feedback")

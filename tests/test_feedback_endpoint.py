@@ -21,6 +21,7 @@ def test_override_without_display_is_stored_and_linked_to_its_card(storage_app):
     (row,) = _feedback_rows(storage_app)
     assert (row.card_uuid, row.outcome, row.override_code, row.user_comment, row.unknown_card) == (
         card["uuid"], "overridden", "prior-auth-on-file", "PA on file", False)
+    assert row.override_display == "Prior authorization or coverage exception on file"  # as offered
 
 
 def test_repeated_identical_feedback_is_stored_once(storage_app):

@@ -79,7 +79,7 @@ def test_detail_shows_card_and_feedback_and_saves_a_disposition(review_app):
     listing = client.get("/review/?outcome=overridden").get_data(as_text=True)
     link = re.search(r'href="(/review/alerts/\d+)"', listing).group(1)
     detail = client.get(link).get_data(as_text=True)
-    assert "G90.511" in detail and "prior-auth-on-file" in detail
+    assert "G90.511" in detail and "Prior authorization or coverage exception on file" in detail
     assert "PA approved &lt;b&gt;yesterday&lt;/b&gt;" in detail
     assert "<script>" not in detail  # the fixture's display text carries a <script> tag
     assert "<blockquote>" in detail  # the card's markdown is rendered
@@ -105,7 +105,7 @@ def test_summary_shows_svg_charts_and_the_numbers(review_app):
     page = client.get("/review/summary").get_data(as_text=True)
     assert page.count("<svg") == 3 and 'role="img"' in page
     assert "3 alerts; 2 with feedback; 1 overridden" in page
-    assert "prior-auth-on-file" in page and "50%" in page
+    assert "Prior authorization or coverage exception on file" in page and "50%" in page
 
 
 def test_open_redirect_after_login_is_refused(review_app):

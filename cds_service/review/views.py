@@ -164,7 +164,7 @@ def summary():
         "reason": bar_chart("Overrides by reason, share of alerts with feedback",
                             [(r, rate) for r, _, rate in data.by_reason], pct, 1.0),
         "family": bar_chart("Override rate by indication family",
-                            [(f, rate) for f, _, _, _, rate in data.by_family], pct, 1.0),
+                            [(f, rate) for f, _, with_fb, _, rate in data.by_family if with_fb], pct, 1.0),
     }
     failures = getattr(current_app.extensions["cds"].recorder, "failures", 0)
     return render_template("review/summary.html", data=data, charts=charts, flt=flt, choices=choices,
