@@ -61,6 +61,8 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'audit.sqlite3'}"
         return
     base = os.environ.get(POSTGRES_ENV)
+    if not base and os.environ.get("CI") == "true":
+        pytest.fail(f"{POSTGRES_ENV} is not set on CI: .ci/run starts PostgreSQL and sets it")
     if not base:
         pytest.skip(f"{POSTGRES_ENV} is not set (run .ci/postgres.sh, or bash .ci/run, to get one)")
     url, drop = _fresh_postgres_database(base)
