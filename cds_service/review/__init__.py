@@ -18,14 +18,9 @@ def init_review(app: Flask) -> None:
         return
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    csrf = CSRFProtect()
-    csrf.init_app(app)
-    # The CDS Hooks endpoints are JSON APIs called by EHRs, not browser forms.
-    from ..feedback import bp as feedback_bp
-    from ..routes import bp as cds_bp
-
-    csrf.exempt(cds_bp)
-    csrf.exempt(feedback_bp)
+    # CSRF checks only for /review: the CDS Hooks endpoints are JSON APIs called by EHRs.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    CSRFProtect(app)  # checked for /review requests in views._csrf_for_review_forms
     login = LoginManager()
     login.login_view = "review.login"
     login.login_message = "Please sign in to see the review page."

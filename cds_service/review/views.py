@@ -52,6 +52,12 @@ def _no_store(response: Response) -> Response:
     return response
 
 
+@bp.before_request
+def _csrf_for_review_forms() -> None:
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        current_app.extensions["csrf"].protect()  # a no-op for GET and HEAD
+
+
 @bp.errorhandler(CSRFError)
 def _csrf_error(error: CSRFError):
     flash("The form had expired or was not sent from this page. Please try again.", "error")
