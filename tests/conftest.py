@@ -74,3 +74,11 @@ def database_url(request, tmp_path):
 def storage_app(database_url):
     return create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": database_url,
                        "SECRET_KEY": "test-secret", "WTF_CSRF_ENABLED": False})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report as item.rep_<phase> (the browser test saves a screenshot on failure)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -49,7 +49,7 @@ def live_server(tmp_path):
 
 
 @pytest.fixture()
-def browser(tmp_path):
+def browser(tmp_path, request):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -67,6 +67,10 @@ def browser(tmp_path):
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
     yield driver
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # keep what the browser showed, for diagnosis
+        _full_page_screenshot(driver, "failure.png")
+        (SCREENSHOTS / "failure.html").write_text(driver.page_source)
     driver.quit()
 
 
@@ -112,6 +116,7 @@ def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_serv
     WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=status]"))
     assert "Disposition saved." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     assert "Prior authorization confirmed with payer." in browser.page_source
+    _full_page_screenshot(browser, "alert-detail.png")
 
     browser.get(f"{live_server}/review/?outcome=overridden&family=crps")
     browser.find_element(By.ID, "csv-link").click()
