@@ -55,7 +55,8 @@ class ScreeningResult:
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
     parts = [concept.get("text")] if isinstance(concept.get("text"), str) else []
     parts.extend(c.display for c in codes if c.display)
-    return " | ".join(parts)
+    unique = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    return " | ".join(unique)
 
 
 def classify_medication_concept(
