@@ -50,7 +50,8 @@ def _describe(error: ValidationError) -> Issue:
     where = _json_path(error)
     expected = error.validator_value
     if error.validator == "required":
-        missing = [name for name in expected if isinstance(error.instance, dict) and name not in error.instance]
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [name for name in expected if name not in present]
         if missing == ["selections"]:
             return Issue("context: order-select requests must carry context.selections", "required",
                          expression=("context.selections",))
