@@ -36,7 +36,7 @@ class Evaluation:
 
 
 def mentions_target_drug(raw_body: bytes, knowledge: Knowledge) -> bool:
-    return knowledge.scan_pattern.search(raw_body) is not None
+    return knowledge.scanner.mentions_target(raw_body)
 
 
 def _validate_orders(orders: tuple[ScreenedOrder, ...]) -> None:
