@@ -27,7 +27,7 @@ def escape_markdown(text: str, limit: int = MAX_ESCAPED_LENGTH) -> str:
 
 def first_sentence(quote: str) -> str:
     """The first sentence of a quoted passage, marking the cut with [...] as the policy files do."""
-    match = re.search(r"(?<=[A-Za-z0-9)\]])\.\s+(?=[A-Z])", quote)
+    match = re.search(r"(?<=[A-Za-z0-9)\]])\.\s+(?=[A-Z[])", quote)
     return quote if match is None else quote[: match.start() + 1] + " [...]"
 
 
