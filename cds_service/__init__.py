@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from flask import Flask
 from .card_render import CardText
 from .config import DEFAULTS
 from .errors import register_error_handlers
+from .fhir_client import FhirSettings
+from .fhir_source import FhirDataSource
 from .gather import DataSource
 from .knowledge import Knowledge, load_knowledge
 from .recording import NullRecorder, Recorder
@@ -45,7 +48,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             f"{sorted(knowledge.policies)}"
         )
     card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
-    app.extensions["cds"] = ServiceState(knowledge, card_text)
+    fhir_settings = FhirSettings.from_config(app.config)
+    app.extensions["cds"] = ServiceState(
+        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings)
+    )
 
     register_error_handlers(app)
     from .routes import bp
