@@ -167,3 +167,13 @@ def test_next_link_to_another_server_is_not_followed(fault_app):
 ])
 def test_unauthenticated_queries_follow_configuration(url, token, mode, allowed):
     assert (query_permission(url, token is not None, mode) is None) == allowed
+
+
+def test_hanging_server_with_default_limits_answers_within_the_default_deadline():
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False})
+    settings = app.config
+    with fake_fhir(lambda _path: Reply(200, b"{}", delay=5.0)) as fhir:
+        response, elapsed = post_timed(app, body_with_server(fhir.base_url, token=TOKEN))
+    assert response.status_code == 200
+    assert response.get_json()["cards"][0]["extension"][EXT]["basis"] == "unavailable"
+    assert elapsed < settings["FHIR_TOTAL_DEADLINE"] + MARGIN
