@@ -39,6 +39,21 @@ def openapi_spec() -> dict[str, Any]:
     return json.loads(_openapi_document())
 
 
+def enforce_streamed_body_limit() -> None:
+    """413 for a body without Content-Length (chunked) that is longer than MAX_CONTENT_LENGTH.
+
+    Werkzeug stops such a stream at the limit and ``get_data()`` then returns the first
+    MAX_CONTENT_LENGTH bytes without complaint; one more read is what raises the 413. The
+    body is cached so the view's ``get_data()`` sees the same bytes. (A body of exactly the
+    limit cannot be told apart from a longer one and is refused too.)
+    """
+    if (request.content_length is None and request.method in ("POST", "PUT", "PATCH")
+            and request.environ.get("wsgi.input_terminated")
+            and current_app.config.get("MAX_CONTENT_LENGTH")):
+        request.get_data(cache=True)
+        request.stream.read(1)
+
+
 def security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -48,6 +63,8 @@ def security_headers(response: Response) -> Response:
         headers.setdefault("Content-Security-Policy", JSON_CSP)
     if request.path.startswith(NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
+    if current_app.config["CORS_ORIGINS"] and request.path.startswith("/cds-services"):
+        response.vary.add("Origin")  # the CORS answer depends on the Origin header
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
@@ -60,5 +77,6 @@ def init_http(app: Flask) -> None:
         CORS(app, resources={path: {} for path in CORS_RESOURCES}, origins=origins,
              allow_headers=CORS_ALLOW_HEADERS, methods=CORS_METHODS,
              supports_credentials=False, max_age=600, vary_header=True)
+    app.before_request(enforce_streamed_body_limit)
     app.after_request(security_headers)
     app.register_blueprint(openapi_bp)
