@@ -11,12 +11,14 @@ from typing import Any
 
 from flask import Flask
 
+from .auth import init_auth
 from .card_render import CardText
 from .config import DEFAULTS
 from .errors import register_error_handlers
 from .fhir_client import FhirSettings
 from .fhir_source import FhirDataSource
 from .gather import DataSource
+from .http_policy import init_http
 from .knowledge import Knowledge, load_knowledge
 from .recording import NullRecorder, Recorder
 
@@ -54,6 +56,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     register_error_handlers(app)
+    init_auth(app)
+    init_http(app)
     from .routes import bp
 
     app.register_blueprint(bp)

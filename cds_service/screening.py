@@ -179,7 +179,7 @@ def screen_orders(
         ref = order_reference(full_url, order, position)
         if selected is not None and ref not in selected and full_url not in selected:
             continue
-        if order.get("status") in INACTIVE_ORDER_STATUSES:
+        if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
         considered += 1
         medication = _medication_of(order, resolve_medication, rules)
