@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
+from .auth import init_auth
 from .card_render import CardText
 from .config import DEFAULTS
 from .db import Database, database_url
 from .errors import register_error_handlers
+from .fhir_client import FhirSettings
+from .fhir_source import FhirDataSource
 from .gather import DataSource
+from .http_policy import init_http
 from .knowledge import Knowledge, load_knowledge
 from .recording import NullRecorder, Recorder
 
@@ -47,11 +52,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             f"{sorted(knowledge.policies)}"
         )
     card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
-    state = ServiceState(knowledge, card_text)
+    fhir_settings = FhirSettings.from_config(app.config)
+    state = ServiceState(
+        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings)
+    )
     app.extensions["cds"] = state
     _init_storage(app, state)
 
     register_error_handlers(app)
+    init_auth(app)
+    init_http(app)
     from .feedback import bp as feedback_bp
     from .review import init_review
     from .routes import bp

@@ -25,6 +25,12 @@ def escape_markdown(text: str, limit: int = MAX_ESCAPED_LENGTH) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
+def first_sentence(quote: str) -> str:
+    """The first sentence of a quoted passage, marking the cut with [...] as the policy files do."""
+    match = re.search(r"(?<=[A-Za-z0-9)\]])\.\s+(?=[A-Z[])", quote)
+    return quote if match is None else quote[: match.start() + 1] + " [...]"
+
+
 @dataclass(frozen=True)
 class CardText:
     raw: dict[str, Any]
@@ -61,7 +67,8 @@ def _evidence_block(policy: Policy, family_id: str | None, section_id: str | Non
         heading = text.get("headings", "evidence_general").format(section=section_name)
     lines.append(f"**{heading}**")
     lines.append("")
-    for study in evidence.get("studies", []):
+    limits = text.get("limits")
+    for study in evidence.get("studies", [])[: limits["studies"]]:
         citation = policy.citations.get(study["ref"], {})
         label = citation.get("label", study["ref"])
         url = citation.get("url")
@@ -72,10 +79,10 @@ def _evidence_block(policy: Policy, family_id: str | None, section_id: str | Non
     for rating in evidence.get("ratings", []):
         lines.append(f"- {rating.get('source', 'Rating')} rating {rating.get('rating', '')}: "
                      f"{rating.get('text', '')}".rstrip())
-    for guideline in evidence.get("guidelines", []):
+    for guideline in evidence.get("guidelines", [])[: limits["guidelines"]]:
         citation = policy.citations.get(guideline.get("ref", ""), {})
         label = citation.get("label") or guideline.get("ref", "Guideline")
-        lines.append(f"- {label}: {guideline.get('text', '')}")
+        lines.append(f"- {label}: {first_sentence(guideline.get('text', ''))}")
         url = citation.get("url")
         if url and len(links) < MAX_STUDY_LINKS and all(link["url"] != url for link in links):
             links.append({"label": _short(label), "url": url, "type": "absolute"})
@@ -149,7 +156,7 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
     card_links = []
     if policy.url:
         card_links.append({
-            "label": text.get("labels", "policy_link").format(**values)[:100],
+            "label": " ".join(text.get("labels", "policy_link").format(**values).split()),
             "url": policy.url,
             "type": "absolute",
         })

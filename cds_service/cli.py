@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if response.status_code == 200 else 1
 
 
+def startup_warnings(config: Mapping[str, Any]) -> list[str]:
+    """Settings an operator must not miss: they weaken or break authentication."""
+    warnings = []
+    if not config["AUTH_ENABLED"]:
+        warnings.append("authentication is OFF (AUTH_ENABLED=false): anyone who can reach this "
+                        "port can call the CDS services. Use this for local development only.")
+    elif config["SANDBOX_CLIENT_ENABLED"]:
+        warnings.append("the CDS Hooks sandbox is a trusted client (SANDBOX_CLIENT_ENABLED): its "
+                        "private key is public, so anyone can sign tokens it accepts. Testing only.")
+    elif not config["TRUSTED_CLIENTS"]:
+        warnings.append("no TRUSTED_CLIENTS are configured: every call will be answered 401.")
+    return warnings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -54,7 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self):
             return create_app()
 
-    create_app()  # fail fast on bad configuration or knowledge files, before forking
+    app = create_app()  # fail fast on bad configuration or knowledge files, before forking
+    for warning in startup_warnings(app.config):
+        print(f"WARNING: {warning}", file=sys.stderr)
     options = {
         "bind": f"{args.host}:{args.port}",
         "workers": args.workers,

@@ -98,5 +98,6 @@ def decide(
     result = assess(candidates, tuple(f for f in families if f.section not in QUIET_SECTIONS),
                     drug_id, evidence_families)
     if result.outcome == "warn":
-        return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches)
-    return Decision(order, "undocumented", policy_choice, None, result.matches)
+        return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches,
+                        missing=unavailable)
+    return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable)

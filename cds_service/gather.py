@@ -1,6 +1,9 @@
 """Gather the data a decision needs beyond the draft orders: prefetch first.
 
-The FHIR-server fallback plugs in through :class:`DataSource`.
+Prefetch arrives in many shapes (CDS Hooks 2.0 §Prefetch): a key may be missing or ``null``,
+an OperationOutcome may stand in for a failed query, a search may be an empty searchset, and a
+searchset may be one page of several (``next`` link). None of these is an error. The
+FHIR-server fallback (:mod:`cds_service.fhir_source`) plugs in through :class:`DataSource`.
 """
 
 from __future__ import annotations
@@ -8,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .hook_request import HookRequest
-from .resource_index import Resource, ResourceIndex, draft_order_entries, prefetch_resources
+from .resource_index import (
+    Resource,
+    ResourceIndex,
+    draft_order_entries,
+    next_link,
+    prefetch_resources,
+)
 
 CONDITIONS_KEY = "conditions"
 COVERAGE_KEY = "coverage"
@@ -38,6 +47,14 @@ def prefetched(request: HookRequest, key: str, resource_type: str) -> list[Resou
     return [r for r in prefetch_resources(value) if r.get("resourceType") == resource_type]
 
 
+def prefetch_next_link(request: HookRequest, key: str) -> str | None:
+    """The ``next`` link of a paginated prefetched searchset under ``key``, if any."""
+    value = request.prefetch.get(key)
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        return next_link(value)
+    return None
+
+
 def _bundle_reports_error(bundle: dict) -> bool:
     """A searchset whose entries include an OperationOutcome with an error or fatal issue."""
     for entry in bundle.get("entry") or []:
@@ -51,9 +68,10 @@ def _bundle_reports_error(bundle: dict) -> bool:
 
 @dataclass
 class PatientData:
-    conditions: list[Resource] | None
-    coverages: list[Resource] | None
-    unavailable: list[str] = field(default_factory=list)
+    conditions: list[Resource] | None  # None: the active problem list could not be had
+    coverages: list[Resource] | None  # None: the coverage could not be had
+    unavailable: list[str] = field(default_factory=list)  # what could not be retrieved, in words
+    coverage_unavailable: list[str] = field(default_factory=list)  # for the policy-choice reason
 
 
 class DataSource:
@@ -69,10 +87,19 @@ class DataSource:
     def fetch_references(self, references: list[str]) -> None:
         """Make ``references`` resolvable if possible (no-op without a FHIR server)."""
 
+    def prepare_patient_data(self) -> None:
+        """A hint that :meth:`patient_data` will be asked for: start slow work early (no-op here)."""
+
     def patient_data(self, need_conditions: bool) -> PatientData:
-        conditions = prefetched(self.request, CONDITIONS_KEY, "Condition") if need_conditions else []
-        coverages = prefetched(self.request, COVERAGE_KEY, "Coverage")
-        unavailable = []
-        if conditions is None:
-            unavailable.append("active conditions (not prefetched)")
-        return PatientData(conditions, coverages, unavailable)
+        data = PatientData(conditions=[], coverages=prefetched(self.request, COVERAGE_KEY, "Coverage"))
+        if data.coverages is None:
+            data.coverage_unavailable.append("the patient's coverage (not prefetched)")
+        elif prefetch_next_link(self.request, COVERAGE_KEY):
+            data.coverage_unavailable.append("further pages of the prefetched coverage (not followed)")
+        if need_conditions:
+            data.conditions = prefetched(self.request, CONDITIONS_KEY, "Condition")
+            if data.conditions is None:
+                data.unavailable.append("active conditions (not prefetched)")
+            elif prefetch_next_link(self.request, CONDITIONS_KEY):
+                data.unavailable.append("further pages of the prefetched active conditions (not followed)")
+        return data

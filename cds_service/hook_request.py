@@ -46,18 +46,26 @@ def _json_path(error: ValidationError) -> str:
 
 
 def _describe(error: ValidationError) -> Issue:
+    """Say what is wrong and where, without echoing request content (it may hold PHI)."""
     where = _json_path(error)
-    if error.validator == "required" and error.validator_value == ["selections"]:
-        message = "order-select requests must carry context.selections"
-        where = "context"
-    elif error.validator == "dependentRequired":
-        message = "fhirAuthorization is present but fhirServer is missing"
-    else:
-        message = error.message
-        if len(message) > 300:
-            message = message[:300] + "..."
-    return Issue(f"{where}: {message}", "invalid" if error.validator != "required" else "required",
-                 expression=(where,))
+    expected = error.validator_value
+    if error.validator == "required":
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [name for name in expected if name not in present]
+        if missing == ["selections"]:
+            return Issue("context: order-select requests must carry context.selections", "required",
+                         expression=("context.selections",))
+        field_path = ", ".join(f"{where}.{name}" if where != "(root)" else name for name in missing)
+        return Issue(f"missing required field(s): {field_path}", "required", expression=(where,))
+    messages = {
+        "type": f"must be of JSON type {expected}",
+        "const": f"must be {expected!r}",
+        "minLength": "must not be empty",
+        "pattern": "does not have the expected format",
+        "dependentRequired": "fhirAuthorization is present but fhirServer is missing",
+    }
+    message = messages.get(str(error.validator), f"fails the '{error.validator}' rule")
+    return Issue(f"{where}: {message}", "invalid", expression=(where,))
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

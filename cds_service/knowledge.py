@@ -93,7 +93,7 @@ class Knowledge:
     families: tuple[Family, ...]
     medications: MedicationRules
     valuesets: dict[str, ValueSetMatcher]
-    scan_pattern: re.Pattern[bytes] = field(repr=False)
+    scanner: DrugScanner = field(repr=False)
 
     def family(self, family_id: str) -> Family:
         return next(f for f in self.families if f.id == family_id)
@@ -146,23 +146,40 @@ def _load_policy(path: Path) -> Policy:
     )
 
 
-def _scan_pattern(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> re.Pattern[bytes]:
-    """One regular expression that finds any hint of a target drug in raw request bytes.
+@dataclass(frozen=True)
+class DrugScanner:
+    """Finds any hint of a target drug in raw request bytes, before JSON models are built.
 
-    Words match case-insensitively; codes match as JSON strings (``"6130"``). A
-    ``medicationReference`` is a hint too, because the referenced Medication may live
-    elsewhere. False positives only cost the slower path; false negatives are not allowed.
+    Words (drug and brand names, ``medicationReference``) match case-insensitively with one
+    small regular expression; codes (every RxNorm, NDC and HCPCS code of the in-scope products)
+    are looked up in a set, one JSON string token at a time. A ``medicationReference`` counts as
+    a hint because the referenced Medication may live elsewhere. False positives only cost the
+    slower path; false negatives are not allowed.
     """
-    tokens: set[bytes] = {b"medicationreference"}
+
+    words: re.Pattern[bytes]
+    codes: frozenset[bytes]
+
+    _CODE_TOKEN = re.compile(rb'"([0-9A-Za-z][0-9A-Za-z.\-]{2,15})"')
+
+    def mentions_target(self, raw: bytes) -> bool:
+        if self.words.search(raw):
+            return True
+        codes = self.codes
+        return any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw))
+
+
+def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> DrugScanner:
+    words = {"medicationreference"} | {p.lower() for d in medications["drugs"] for p in d["text_patterns"]}
+    codes: set[bytes] = set()
     for drug in medications["drugs"]:
-        tokens.update(p.lower().encode() for p in drug["text_patterns"])
         for _system, code in valuesets[drug["valueset"]].concepts:
-            tokens.add(b'"' + code.lower().encode() + b'"')
-    for code, drug_id in medications.get("hcpcs", {}).items():
-        if drug_id:
-            tokens.add(b'"' + code.lower().encode() + b'"')
-    alternation = b"|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))
-    return re.compile(alternation, re.IGNORECASE)
+            codes.add(code.lower().encode())
+            if code.isdigit() and len(code) == 11:  # NDC-11 also arrives hyphenated (5-4-2)
+                codes.add(f"{code[:5]}-{code[5:9]}-{code[9:]}".encode())
+    codes.update(code.lower().encode() for code, drug_id in medications.get("hcpcs", {}).items() if drug_id)
+    pattern = b"|".join(re.escape(w.encode()) for w in sorted(words, key=len, reverse=True))
+    return DrugScanner(re.compile(pattern, re.IGNORECASE), frozenset(codes))
 
 
 def load_knowledge(cards_dir: str | Path) -> Knowledge:
@@ -217,5 +234,5 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
         families=families,
         medications=rules,
         valuesets=valuesets,
-        scan_pattern=_scan_pattern(meds, valuesets),
+        scanner=_drug_scanner(meds, valuesets),
     )

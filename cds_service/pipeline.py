@@ -36,7 +36,7 @@ class Evaluation:
 
 
 def mentions_target_drug(raw_body: bytes, knowledge: Knowledge) -> bool:
-    return knowledge.scan_pattern.search(raw_body) is not None
+    return knowledge.scanner.mentions_target(raw_body)
 
 
 def _validate_orders(orders: tuple[ScreenedOrder, ...]) -> None:
@@ -85,6 +85,7 @@ def evaluate(
     if not screening.in_scope:
         return Evaluation(cards=[])
     _validate_orders(screening.in_scope)
+    data.prepare_patient_data()
 
     per_order = [(o, order_indications(o.order, data.resolve)) for o in screening.in_scope]
     unresolved_reasons = [ref for _, ind in per_order for ref in ind.unresolved]
@@ -96,7 +97,7 @@ def evaluate(
                             for _, ind in per_order)
     patient = data.patient_data(need_problem_list)
     policy_choice = choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
-                                  data.resolve)
+                                  data.resolve, patient.coverage_unavailable)
     problem_list = (problem_list_codes(patient.conditions, request.patient_id)
                     if patient.conditions is not None else None)
 

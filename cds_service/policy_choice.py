@@ -39,6 +39,8 @@ def _payor_candidates(
             names.append(payor["display"])
         if isinstance(payor.get("reference"), str):
             org = resolve(payor["reference"], coverage)
+            if org is None and not identifiers and not names:
+                names.append(f"{payor['reference']} (could not be retrieved)")
             if org is not None:
                 if isinstance(org.get("name"), str):
                     names.append(org["name"])
@@ -67,8 +69,12 @@ def choose_policy(
     policies: dict[str, Policy],
     default_policy_id: str,
     resolve: Callable[[str, Resource], Resource | None],
+    unavailable: Iterable[str] = (),
 ) -> PolicyChoice:
-    """The first active Coverage whose payor matches a configured payer wins; else the default."""
+    """The first active Coverage whose payor matches a configured payer wins; else the default.
+
+    ``unavailable`` names coverage data that could not be retrieved; the default's reason says so.
+    """
     seen_payors: list[str] = []
     for coverage in coverages:
         if coverage.get("resourceType") != "Coverage" or coverage.get("status") not in (None, "active"):
@@ -86,4 +92,7 @@ def choose_policy(
         why = f"no configured payer policy matches the coverage payor ({payors}); default policy applied"
     else:
         why = "no active coverage with a payor was available; default policy applied"
+    missing = list(dict.fromkeys(unavailable))
+    if missing:
+        why += "; could not be retrieved: " + "; ".join(missing)
     return PolicyChoice(default, "default", why)

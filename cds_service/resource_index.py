@@ -39,6 +39,14 @@ def bundle_resources(bundle: Any) -> Iterator[Resource]:
             yield entry["resource"]
 
 
+def next_link(bundle: Resource) -> str | None:
+    """The ``next`` page URL of a searchset Bundle, if it has one."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
 def prefetch_resources(value: Any) -> Iterator[Resource]:
     """Resources in one prefetch value: a resource, a Bundle, or nothing (null/OperationOutcome)."""
     if not isinstance(value, dict):

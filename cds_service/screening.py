@@ -55,7 +55,8 @@ class ScreeningResult:
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
     parts = [concept.get("text")] if isinstance(concept.get("text"), str) else []
     parts.extend(c.display for c in codes if c.display)
-    return " | ".join(parts)
+    unique = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    return " | ".join(unique)
 
 
 def classify_medication_concept(
@@ -178,7 +179,7 @@ def screen_orders(
         ref = order_reference(full_url, order, position)
         if selected is not None and ref not in selected and full_url not in selected:
             continue
-        if order.get("status") in INACTIVE_ORDER_STATUSES:
+        if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
         considered += 1
         medication = _medication_of(order, resolve_medication, rules)

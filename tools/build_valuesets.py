@@ -223,7 +223,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "depression",
-        "Depression (incl. treatment-resistant)",
+        "Depression (incl. TRD)",
         "psychiatric",
         "flag",
         "indications",

@@ -1,0 +1,163 @@
+"""JWT authentication of CDS clients (CDS Hooks 2.0 "Trusting CDS Clients").
+
+Every request under ``/cds-services`` (discovery, services, feedback) must carry
+``Authorization: Bearer <jwt>`` signed by a trusted client. Failures answer 401 with a
+generic OperationOutcome; the reason is logged with ``iss`` and ``jti``, never the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from flask import Flask, current_app, g, request
+
+from .config import as_bool, as_str_list
+from .errors import ApiError, Issue
+from .replay import InMemoryReplayCache, ReplayCache
+from .trust import KeyNotFound, TrustedClient, build_clients
+
+log = logging.getLogger(__name__)
+
+PROTECTED_PREFIX = "/cds-services"
+NEVER_ALLOWED = frozenset({"none", "HS256", "HS384", "HS512"})
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+
+
+class AuthFailure(Exception):
+    """Why a token was refused (for the log only; the client gets a generic 401)."""
+
+    def __init__(self, reason: str, *, iss: Any = None, jti: Any = None) -> None:
+        super().__init__(reason)
+        self.reason, self.iss, self.jti = reason, iss, jti
+
+
+@dataclass
+class Verifier:
+    """Checks a bearer token against the trusted clients; holds the jti replay cache."""
+
+    clients: dict[str, TrustedClient]
+    algorithms: frozenset[str]
+    leeway: float
+    max_lifetime: float
+    replay_cache: ReplayCache
+
+    def verify(self, token: str, audience: str) -> dict[str, Any]:
+        """Return the verified claims, or raise AuthFailure."""
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthFailure("malformed token") from None
+        iss, jti = unverified.get("iss"), unverified.get("jti")
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg in NEVER_ALLOWED or alg not in self.algorithms:
+            raise AuthFailure(f"algorithm not allowed: {str(alg)[:20]!r}", iss=iss, jti=jti)
+        if not isinstance(kid, str) or not kid:
+            raise AuthFailure("kid missing", iss=iss, jti=jti)
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+            raise AuthFailure("typ is not JWT", iss=iss, jti=jti)
+        client = self.clients.get(iss) if isinstance(iss, str) else None
+        if client is None:
+            raise AuthFailure("untrusted issuer", iss=iss, jti=jti)
+        jku = header.get("jku")
+        if jku is not None and client.jku_allowlist and jku not in client.jku_allowlist:
+            raise AuthFailure("jku not on the allowlist", iss=iss, jti=jti)
+        try:
+            jwk = client.keys.key_for(kid)
+        except KeyNotFound as exc:
+            raise AuthFailure(f"no key: {exc}", iss=iss, jti=jti) from None
+        jwk_data = getattr(jwk, "_jwk_data", None)  # PyJWK has no public accessor for "alg"
+        declared = jwk_data.get("alg") if isinstance(jwk_data, dict) else None
+        if declared and declared != alg:
+            raise AuthFailure("alg does not match the key's alg", iss=iss, jti=jti)
+        try:
+            claims = jwt.decode(
+                token, jwk.key, algorithms=[alg], audience=audience, issuer=client.iss,
+                leeway=self.leeway, options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthFailure(f"invalid token: {type(exc).__name__}", iss=iss, jti=jti) from None
+        except (ValueError, TypeError):  # e.g. a key of the wrong type for the alg
+            raise AuthFailure("key does not fit the algorithm", iss=iss, jti=jti) from None
+        return self._check_claims(claims, client)
+
+    def _check_claims(self, claims: dict[str, Any], client: TrustedClient) -> dict[str, Any]:
+        iss, jti = claims["iss"], claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise AuthFailure("jti must be a non-empty string", iss=iss, jti=jti)
+        if not isinstance(claims["iat"], int | float) or not isinstance(claims["exp"], int | float):
+            raise AuthFailure("iat/exp must be numbers", iss=iss, jti=jti)
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise AuthFailure("token lifetime exceeds the cap", iss=iss, jti=jti)
+        tenant = claims.get("tenant")
+        if client.tenants and tenant not in client.tenants:
+            raise AuthFailure("tenant not allowed", iss=iss, jti=jti)
+        if not self.replay_cache.check_and_remember((iss, jti), float(claims["exp"]) + self.leeway):
+            raise AuthFailure("replayed jti", iss=iss, jti=jti)
+        return claims
+
+
+def expected_audience() -> str:
+    """The exact URL the client called, as the client saw it (PUBLIC_BASE_URL behind a proxy)."""
+    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    return base + request.path if base else request.base_url
+
+
+def _bearer_token() -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _unauthorized(error: str | None) -> ApiError:
+    challenge = 'Bearer realm="cds-services"' + (f', error="{error}"' if error else "")
+    return ApiError(401, [Issue("Authentication failed.", "login")],
+                    headers={"WWW-Authenticate": challenge})
+
+
+def _log_value(value: Any) -> str:
+    """A claim from an unverified token, made safe for one log line."""
+    return repr(value)[:120] if value is not None else "-"
+
+
+def authenticate_request() -> None:
+    """``before_request`` hook: verify the JWT on every /cds-services request."""
+    if request.method == "OPTIONS" or not request.path.startswith(PROTECTED_PREFIX):
+        return
+    verifier: Verifier = current_app.extensions["cds_auth"]
+    token = _bearer_token()
+    if token is None:
+        log.warning("auth rejected: reason=missing bearer token path=%s", request.path)
+        raise _unauthorized(None)
+    try:
+        claims = verifier.verify(token, expected_audience())
+    except AuthFailure as failure:
+        log.warning("auth rejected: reason=%s iss=%s jti=%s path=%s", failure.reason,
+                    _log_value(failure.iss), _log_value(failure.jti), request.path)
+        raise _unauthorized("invalid_token") from None
+    g.cds_client = {"iss": claims["iss"], "tenant": claims.get("tenant"), "jti": claims["jti"]}
+
+
+def init_auth(app: Flask) -> None:
+    """Normalise the auth settings and, when enabled, install the verifier and the hook."""
+    cfg = app.config
+    cfg["AUTH_ENABLED"] = as_bool(cfg["AUTH_ENABLED"], "AUTH_ENABLED")
+    cfg["SANDBOX_CLIENT_ENABLED"] = as_bool(cfg["SANDBOX_CLIENT_ENABLED"], "SANDBOX_CLIENT_ENABLED")
+    algorithms = frozenset(as_str_list(cfg["JWT_ALGORITHMS"], "JWT_ALGORITHMS"))
+    if algorithms & NEVER_ALLOWED or not algorithms:
+        raise ValueError("JWT_ALGORITHMS must be asymmetric algorithms; none and HS* are not allowed")
+    if not cfg["AUTH_ENABLED"]:
+        return
+    app.extensions["cds_auth"] = Verifier(
+        clients=build_clients(cfg, sandbox=cfg["SANDBOX_CLIENT_ENABLED"]),
+        algorithms=algorithms,
+        leeway=float(cfg["JWT_LEEWAY_SECONDS"]),
+        max_lifetime=float(cfg["JWT_MAX_LIFETIME_SECONDS"]),
+        replay_cache=InMemoryReplayCache(int(cfg["JTI_CACHE_SIZE"])),
+    )
+    app.before_request(authenticate_request)

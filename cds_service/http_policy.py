@@ -1,0 +1,82 @@
+"""Cross-cutting HTTP behaviour: CORS, security headers and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+from flask_cors import CORS
+
+from .config import as_str_list
+from .knowledge import SCHEMA_DIR
+
+CORS_RESOURCES = [r"/cds-services", r"/cds-services/*"]
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type"]
+CORS_METHODS = ["GET", "POST", "OPTIONS"]
+
+# For JSON answers only: they never load anything, so nothing may be loaded or framed.
+# HTML pages (e.g. /review) keep whatever policy their own blueprint sets.
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+NO_STORE_PREFIXES = ("/cds-services", "/openapi.json")
+
+openapi_bp = Blueprint("openapi", __name__)
+
+
+@cache
+def _openapi_document() -> str:
+    return (SCHEMA_DIR / "openapi.json").read_text(encoding="utf-8")
+
+
+@openapi_bp.get("/openapi.json")
+def openapi() -> Response:
+    return current_app.response_class(_openapi_document(), mimetype="application/json")
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI description as a dict (for tests and tooling)."""
+    return json.loads(_openapi_document())
+
+
+def enforce_streamed_body_limit() -> None:
+    """413 for a body without Content-Length (chunked) that is longer than MAX_CONTENT_LENGTH.
+
+    Werkzeug stops such a stream at the limit and ``get_data()`` then returns the first
+    MAX_CONTENT_LENGTH bytes without complaint; one more read is what raises the 413. The
+    body is cached so the view's ``get_data()`` sees the same bytes. (A body of exactly the
+    limit cannot be told apart from a longer one and is refused too.)
+    """
+    if (request.content_length is None and request.method in ("POST", "PUT", "PATCH")
+            and request.environ.get("wsgi.input_terminated")
+            and current_app.config.get("MAX_CONTENT_LENGTH")):
+        request.get_data(cache=True)
+        request.stream.read(1)
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype and response.mimetype.endswith("json"):
+        headers.setdefault("Content-Security-Policy", JSON_CSP)
+    if request.path.startswith(NO_STORE_PREFIXES):
+        headers["Cache-Control"] = "no-store"
+    if current_app.config["CORS_ORIGINS"] and request.path.startswith("/cds-services"):
+        response.vary.add("Origin")  # the CORS answer depends on the Origin header
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_http(app: Flask) -> None:
+    origins = as_str_list(app.config["CORS_ORIGINS"], "CORS_ORIGINS")
+    app.config["CORS_ORIGINS"] = origins
+    if origins:  # no origins configured: no CORS headers at all
+        CORS(app, resources={path: {} for path in CORS_RESOURCES}, origins=origins,
+             allow_headers=CORS_ALLOW_HEADERS, methods=CORS_METHODS,
+             supports_credentials=False, max_age=600, vary_header=True)
+    app.before_request(enforce_streamed_body_limit)
+    app.after_request(security_headers)
+    app.register_blueprint(openapi_bp)

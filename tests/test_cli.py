@@ -1,0 +1,66 @@
+"""The cds-service command: offline evaluation and a real gunicorn server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from cds_service.cli import main
+
+from .conftest import FIXTURES
+
+CRPS = FIXTURES / "hook-requests" / "01-crps-ketamine-reasoncode.json"
+BIN = Path(sys.executable).parent
+
+
+def test_evaluate_prints_the_response_json(capsys):
+    assert main(["evaluate", str(CRPS)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["cards"][0]["indicator"] == "warning"
+
+
+def test_evaluate_reports_bad_input_with_nonzero_exit(capsys):
+    bad = FIXTURES / "hook-requests" / "35-bad-not-json.txt"
+    assert main(["evaluate", str(bad), "--hook", "order-sign"]) == 1
+    assert json.loads(capsys.readouterr().out)["resourceType"] == "OperationOutcome"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_runs_gunicorn_on_loopback_and_answers_a_fixture(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "CDS_AUTH_ENABLED": "false"}
+    server = subprocess.Popen(
+        [str(BIN / "cds-service"), "serve", "--port", str(port), "--workers", "1"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                discovery = requests.get(f"{base}/cds-services", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert discovery.status_code == 200
+        response = requests.post(f"{base}/cds-services/iv-anesthetics-order-sign", data=CRPS.read_bytes(),
+                                 headers={"Content-Type": "application/json"}, timeout=10)
+        assert response.status_code == 200
+        assert response.json()["cards"][0]["summary"].startswith("IV ketamine for Complex regional pain")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)

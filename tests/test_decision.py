@@ -1,0 +1,134 @@
+"""Indication classification and the per-order decision (pure functions, no Flask request)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.decision import decide
+from cds_service.indications import IndicationCode, OrderIndications, assess, classify_code
+from cds_service.policy_choice import PolicyChoice
+from cds_service.resource_index import ResourceIndex
+from cds_service.screening import screen_orders
+from cds_service.terminology import ICD10CM, SNOMED, Code
+
+from .factories import med_request, rxnorm
+
+
+@pytest.fixture(scope="module")
+def knowledge(app):
+    return app.extensions["cds"].knowledge
+
+
+@pytest.fixture(scope="module")
+def choice(knowledge):
+    return PolicyChoice(knowledge.policies["bcbsmn-ii-271"], "default", "default policy applied")
+
+
+def icd_code(code: str, source: str = "reasonCode") -> IndicationCode:
+    return IndicationCode(Code(ICD10CM, code), source)
+
+
+def screened(knowledge, code="238084"):
+    index = ResourceIndex()
+    result = screen_orders([(None, med_request(rxnorm(code)))], None, index.resolve, knowledge.medications)
+    return result.in_scope[0]
+
+
+@pytest.mark.parametrize("code,family", [
+    ("G90.511", "crps"), ("G56.41", "crps"), ("B02.29", "postherpetic_neuralgia"),
+    ("E11.42", "diabetic_neuropathy"), ("G54.6", "phantom_limb"), ("M79.7", "fibromyalgia"),
+    ("G89.4", "chronic_pain_general"), ("G89.0", "central_pain_post_stroke"),
+    ("G43.709", "chronic_migraine"), ("G43.909", "migraine_any"), ("G44.229", "chronic_daily_headache"),
+    ("F33.2", "depression"), ("F31.81", "bipolar"), ("F42.2", "ocd"), ("F43.12", "ptsd"),
+    ("I47.20", "ventricular_arrhythmia"), ("G89.3", "cancer_pain"), ("G89.18", "acute_pain"),
+])
+def test_icd10cm_codes_classify_into_the_most_specific_family(knowledge, code, family):
+    assert classify_code(Code(ICD10CM, code), knowledge.families).id == family
+
+
+def test_undotted_icd10cm_codes_are_normalised(knowledge):
+    from cds_service.terminology import normalize_code
+    assert classify_code(Code(ICD10CM, normalize_code(ICD10CM, "g90511")), knowledge.families).id == "crps"
+
+
+def test_snomed_codes_classify(knowledge):
+    assert classify_code(Code(SNOMED, "47505003"), knowledge.families).id == "ptsd"
+
+
+def test_ventricular_arrhythmia_is_exempt_for_lidocaine_but_not_an_indication_for_ketamine(knowledge):
+    assert assess([icd_code("I47.20")], knowledge.families, "lidocaine").outcome == "exempt"
+    assert assess([icd_code("I47.20")], knowledge.families, "ketamine").outcome == "none"
+
+
+def test_an_exempt_use_on_the_order_silences_other_reasons(knowledge):
+    result = assess([icd_code("G89.3"), icd_code("G89.4")], knowledge.families, "ketamine")
+    assert result.outcome == "exempt"
+
+
+def test_spinal_cord_injury_alone_in_acute_phase_does_not_warn(knowledge):
+    assert assess([icd_code("S14.101A")], knowledge.families, "ketamine").outcome == "none"
+
+
+def test_spinal_cord_injury_sequela_warns(knowledge):
+    result = assess([icd_code("S14.101S")], knowledge.families, "ketamine")
+    assert result.outcome == "warn" and result.primary.family.id == "spinal_cord_injury_pain"
+
+
+def test_chronic_pain_with_spinal_cord_injury_names_the_injury_family(knowledge):
+    result = assess([icd_code("G89.29"), icd_code("S14.101A")], knowledge.families, "ketamine",
+                    evidence_families=["spinal_cord_injury_pain"])
+    assert result.primary.family.id == "spinal_cord_injury_pain"
+
+
+def test_including_but_not_limited_to_families_give_an_advisory(knowledge):
+    result = assess([icd_code("G50.0")], knowledge.families, "ketamine")
+    assert result.outcome == "advisory" and result.primary.family.id == "other_neuropathic_pain"
+
+
+def test_order_with_policy_indication_warns(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"),), (), ()), None, choice,
+                      knowledge.families)
+    assert (decision.kind, decision.indicator, decision.section_id) == ("warning", "warning", "psychiatric")
+
+
+def test_order_whose_reason_is_a_procedure_stays_quiet(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), ("Procedure/p1",), ()), None, choice,
+                      knowledge.families)
+    assert decision.kind == "quiet" and "procedure" in decision.quiet_reason
+
+
+def test_documented_indication_outside_the_policy_stays_quiet(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((icd_code("I10"),), (), ()), None, choice,
+                      knowledge.families)
+    assert decision.kind == "quiet"
+
+
+def test_undocumented_order_warns_from_the_problem_list(knowledge, choice):
+    problems = [icd_code("I10", "problem list"), icd_code("F32.2", "problem list")]
+    decision = decide(screened(knowledge), OrderIndications((), (), ()), problems, choice, knowledge.families)
+    assert decision.kind == "warning_problem_list" and decision.family.id == "depression"
+
+
+def test_undocumented_order_with_unrelated_problem_list_asks_for_the_indication(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), (), ()), [icd_code("I10")], choice,
+                      knowledge.families)
+    assert (decision.kind, decision.indicator) == ("undocumented", "info")
+
+
+def test_problem_list_exemptions_do_not_silence_an_undocumented_order(knowledge, choice):
+    problems = [icd_code("I47.20"), icd_code("F32.2")]
+    decision = decide(screened(knowledge, "1010033"), OrderIndications((), (), ()), problems, choice,
+                      knowledge.families)
+    assert decision.kind == "warning_problem_list"
+
+
+def test_unresolvable_reason_is_reported_not_silenced(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), (), ("Condition/x",)), [], choice,
+                      knowledge.families)
+    assert decision.kind == "indication_unavailable"
+    assert any("Condition/x" in m for m in decision.missing)
+
+
+def test_unavailable_problem_list_is_said_in_the_decision(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), (), ()), None, choice, knowledge.families)
+    assert decision.kind == "undocumented" and "problem list" in decision.missing[0]

@@ -1,0 +1,122 @@
+"""Clinical content in cards/ traces to the seeds and the reference; codes are real."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import simple_icd_10_cm as icd
+from fhir.resources.R4B.valueset import ValueSet
+
+from cds_service.terminology import ICD10CM, RXNORM
+
+ROOT = Path(__file__).resolve().parent.parent
+CARDS = ROOT / "cards"
+SHARED = ROOT.parent / "shared"
+REFERENCE = json.loads((SHARED / "reference" / "codes-and-evidence.json").read_text())
+SEEDS = {p.name: p.read_text(encoding="utf-8") for p in (SHARED / "seeds").glob("*.txt")}
+VALUESETS = {p.name: json.loads(p.read_text()) for p in sorted((CARDS / "valuesets").glob("*.json"))}
+POLICIES = {p.name: json.loads(p.read_text()) for p in sorted((CARDS / "policies").glob("*.json"))}
+
+
+def _codes(valueset: dict, system: str):
+    for include in valueset["compose"]["include"]:
+        if include.get("system") != system:
+            continue
+        for concept in include.get("concept", []):
+            yield concept["code"]
+        for flt in include.get("filter", []):
+            yield flt["value"]
+
+
+def _reference_strings(node) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for value in node.values():
+            found |= _reference_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _reference_strings(value)
+    elif isinstance(node, str | int):
+        found.add(str(node))
+    return found
+
+
+REFERENCE_STRINGS = _reference_strings(REFERENCE)
+# Codes also appear inside descriptive strings ("2119381 esketamine 140 MG/ML Nasal Spray").
+REFERENCE_TOKENS = set(re.findall(r"[A-Za-z0-9.]+", " ".join(REFERENCE_STRINGS)))
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@pytest.mark.parametrize("name", sorted(VALUESETS))
+def test_valueset_is_a_fhir_valueset(name):
+    ValueSet.model_validate(VALUESETS[name])
+
+
+def test_every_icd10cm_code_in_the_valuesets_is_a_real_code():
+    codes = {c for vs in VALUESETS.values() for c in _codes(vs, ICD10CM)}
+    assert len(codes) > 100
+    invalid = sorted(c for c in codes if not icd.is_valid_item(c))
+    assert not invalid
+
+
+def test_every_rxnorm_code_in_the_valuesets_is_in_the_reference():
+    codes = {c for vs in VALUESETS.values() for c in _codes(vs, RXNORM)}
+    assert {"6130", "6387", "238084", "1010033", "2119365"} <= codes
+    assert not sorted(codes - REFERENCE_TOKENS)
+
+
+def test_unconfirmed_codes_are_left_out():
+    all_codes = {c for vs in VALUESETS.values() for inc in vs["compose"]["include"]
+                 for c in [x["code"] for x in inc.get("concept", [])]}
+    # SNOMED chronic migraine concept and HCPCS J2004 are marked unconfirmed in the reference.
+    assert "124171000119105" not in all_codes
+    assert "J2004" not in all_codes
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_policy_statements_are_quoted_verbatim_from_the_seed(name):
+    policy = POLICIES[name]
+    seed = _squash(SEEDS[policy["policy"]["seed"]])
+    for section in policy["sections"]:
+        assert _squash(section["statement"]) in seed, section["id"]
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_citation_identifier_comes_from_the_reference(name):
+    for ref, citation in POLICIES[name]["citations"].items():
+        for key in ("url", "pmid", "doi"):
+            value = citation.get(key)
+            if value:
+                assert value in REFERENCE_STRINGS, (ref, key, value)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_evidence_entry_cites_a_known_study(name):
+    policy = POLICIES[name]
+    for family, evidence in policy["evidence"].items():
+        for study in evidence.get("studies", []):
+            assert study["ref"] in policy["citations"], (family, study["ref"])
+
+
+def test_policy_urls_come_from_the_reference():
+    for policy in POLICIES.values():
+        url = policy["policy"]["url"]
+        assert url is None or url in REFERENCE_STRINGS
+
+
+def test_the_kansas_policy_has_no_invented_url():
+    kansas = next(p for p in POLICIES.values() if "Kansas" in p["payer"]["name"])
+    assert kansas["policy"]["url"] is None
+
+
+def test_knowledge_loads_with_every_family_pointing_at_a_valueset(app):
+    knowledge = app.extensions["cds"].knowledge
+    assert {f.section for f in knowledge.families} == {
+        "chronic_pain", "psychiatric", "approved_use", "not_addressed"}
+    assert set(knowledge.policies) == {"bcbsmn-ii-271", "bcbsks-iv-anesthetics"}

@@ -1,0 +1,90 @@
+"""Prefetch as clients really send it: missing, null, empty, OperationOutcome, paginated."""
+
+from __future__ import annotations
+
+import pytest
+
+from .factories import condition, hook_request, icd, searchset
+from .local_fhir import ketamine_order
+
+SERVICE = "/cds-services/iv-anesthetics-order-sign"
+EXT = "iv-anesthetics-cds"
+OUTCOME = {"resourceType": "OperationOutcome",
+           "issue": [{"severity": "error", "code": "exception", "diagnostics": "query failed"}]}
+KANSAS_COVERAGE = {
+    "resourceType": "Coverage", "id": "cov1", "status": "active",
+    "beneficiary": {"reference": "Patient/p1"},
+    "payor": [{"reference": "Organization/org-ks"}],
+}
+KANSAS_ORG = {"resourceType": "Organization", "id": "org-ks", "name": "Blue Cross and Blue Shield of Kansas"}
+DEPRESSION = condition(icd("F33.2", "Major depressive disorder, recurrent severe"), id="c-mdd")
+
+
+def only_card(client, prefetch: dict | None):
+    response = client.post(SERVICE, json=hook_request(ketamine_order(None), prefetch=prefetch))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [card] = response.get_json()["cards"]
+    return card
+
+
+@pytest.mark.parametrize("conditions", ["missing", None, OUTCOME, searchset(OUTCOME)],
+                         ids=["missing-key", "null", "operation-outcome", "searchset-with-error-outcome"])
+def test_unanswered_conditions_prefetch_says_the_problem_list_could_not_be_retrieved(client, conditions):
+    prefetch = {"coverage": searchset()}
+    if conditions != "missing":
+        prefetch["conditions"] = conditions
+    card = only_card(client, prefetch)
+    assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "Could not be retrieved: the patient's active problem list" in card["detail"]
+
+
+def test_empty_conditions_searchset_means_no_problems_not_missing_data(client):
+    card = only_card(client, {"conditions": searchset(), "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "Could not be retrieved" not in card["detail"]
+
+
+def test_prefetched_problem_list_with_a_policy_condition_warns(client):
+    card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "problem-list"
+    assert card["extension"][EXT]["family"] == "depression"
+
+
+def test_paginated_conditions_prefetch_without_fhir_server_uses_the_first_page_and_says_so(client):
+    page = searchset(DEPRESSION)
+    page["link"] = [{"relation": "next", "url": "http://127.0.0.1:9/fhir/Condition?page=2"}]
+    body = hook_request(ketamine_order(None), prefetch={"conditions": page, "coverage": searchset()})
+    response = client.post(SERVICE, json=body)
+    [card] = response.get_json()["cards"]
+    assert card["extension"][EXT]["family"] == "depression"
+    assert "further pages of the prefetched active conditions" in card["detail"]
+
+
+@pytest.mark.parametrize("coverage", ["missing", None, OUTCOME],
+                         ids=["missing-key", "null", "operation-outcome"])
+def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(client, coverage):
+    prefetch = {"conditions": searchset(DEPRESSION)}
+    if coverage != "missing":
+        prefetch["coverage"] = coverage
+    card = only_card(client, prefetch)
+    assert card["extension"][EXT]["policyBasis"] == "default"
+    assert "could not be retrieved: the patient's coverage (not prefetched)" in card["detail"]
+
+
+def test_empty_coverage_searchset_applies_the_default_policy(client):
+    card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": searchset()})
+    assert card["extension"][EXT]["policyBasis"] == "default"
+    assert "no active coverage with a payor was available" in card["detail"]
+
+
+def test_prefetched_coverage_payor_resolves_through_a_prefetched_organization(client):
+    coverage = searchset(KANSAS_COVERAGE, KANSAS_ORG)
+    card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": coverage})
+    assert card["extension"][EXT]["policy"] == "bcbsks-iv-anesthetics"
+    assert card["extension"][EXT]["policyBasis"] == "coverage"
+
+
+def test_unresolvable_payor_reference_is_named_in_the_default_policy_reason(client):
+    card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": searchset(KANSAS_COVERAGE)})
+    assert card["extension"][EXT]["policyBasis"] == "default"
+    assert "Organization/org-ks (could not be retrieved)" in card["detail"]
