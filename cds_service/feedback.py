@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from .services import SERVICES
 bp = Blueprint("cds_feedback", __name__)
 
 OUTCOMES = ("accepted", "overridden")
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def parse_rfc3339(value: Any) -> datetime | None:
 
 
 def _nonempty_str(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
+    return isinstance(value, str) and value != ""
 
 
 def _item_issues(index: int, item: Any) -> list[Issue]:
@@ -68,31 +70,32 @@ def _item_issues(index: int, item: Any) -> list[Issue]:
     if not isinstance(item, dict):
         return [Issue(f"{where}: must be an object", expression=(where,))]
     issues = []
-    if not _nonempty_str(item.get("card")):
-        issues.append(issue("card", "the card's uuid (a non-empty string) is required"))
+    card = item.get("card")
+    if not isinstance(card, str) or not UUID_PATTERN.fullmatch(card):
+        issues.append(issue("card", "the card's uuid (a UUID string) is required"))
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
         issues.append(issue("outcome", "must be 'accepted' or 'overridden'"))
     accepted = item.get("acceptedSuggestions")
     if outcome == "accepted" and (not isinstance(accepted, list) or not accepted):
         issues.append(issue("acceptedSuggestions", "required (a non-empty array) when accepted"))
-    if accepted is not None and (not isinstance(accepted, list) or not all(
+    if "acceptedSuggestions" in item and (not isinstance(accepted, list) or not accepted or not all(
             isinstance(s, dict) and _nonempty_str(s.get("id")) for s in accepted)):
-        issues.append(issue("acceptedSuggestions", "each entry must be an object with an 'id'"))
+        issues.append(issue("acceptedSuggestions", "a non-empty array of objects with an 'id'"))
     override = item.get("overrideReason")
-    if override is not None:
+    if "overrideReason" in item:
         if not isinstance(override, dict):
             issues.append(issue("overrideReason", "must be an object"))
         else:
             reason, comment = override.get("reason"), override.get("userComment")
             if reason is None and comment is None:
                 issues.append(issue("overrideReason", "needs a reason, a userComment, or both"))
-            if reason is not None and not (isinstance(reason, dict) and _nonempty_str(reason.get("code"))
+            if "reason" in override and not (isinstance(reason, dict) and _nonempty_str(reason.get("code"))
                                            and _nonempty_str(reason.get("system"))):
                 issues.append(issue("overrideReason.reason", "a Coding with 'system' and 'code'"))
-            elif reason is not None and "display" in reason and not isinstance(reason["display"], str):
+            elif "reason" in override and "display" in reason and not isinstance(reason["display"], str):
                 issues.append(issue("overrideReason.reason.display", "must be a string"))
-            if comment is not None and not isinstance(comment, str):
+            if "userComment" in override and not isinstance(comment, str):
                 issues.append(issue("overrideReason.userComment", "must be a string"))
     if parse_rfc3339(item.get("outcomeTimestamp")) is None:
         issues.append(issue("outcomeTimestamp", "an RFC 3339 date-time with a time zone is required"))

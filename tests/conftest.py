@@ -51,6 +51,17 @@ def load_json(path: Path):
 
 # --- storage, audit and review -------------------------------------------------------------
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _storage_outside_the_work_tree(tmp_path_factory):
+    """Apps built without DATABASE_URL / SECRET_KEY keep their data in a temp dir, not instance/."""
+    folder = tmp_path_factory.mktemp("default-storage")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDS_DATABASE_URL", f"sqlite:///{folder / 'audit.sqlite3'}")
+        patch.setenv("CDS_SECRET_KEY", "test-session-secret")
+        yield
+
+
 POSTGRES_ENV = "CDS_TEST_POSTGRES_URL"
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 import logging
 
-from review_support import LIDOCAINE, call, hook_request
 from sqlalchemy import select, text
 
 from cds_service import create_app
 from cds_service.models import Alert, HookCallRecord
+
+from .review_support import LIDOCAINE, call, hook_request
 
 
 def _calls(app):

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from review_support import ORDER_SIGN, hook_request, override
 from sqlalchemy import create_engine, func, select
 
 from cds_service.db import database_url as resolve_url
 from cds_service.models import Alert, Feedback, HookCallRecord
+
+from .review_support import ORDER_SIGN, hook_request, override
 
 CALLS = 200
 WORKERS = 3

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from review_support import ORDER_SIGN, accepted, call, hook_request, override
+import uuid
+
 from sqlalchemy import func, select
 
 from cds_service.models import Feedback
 
+from .review_support import ORDER_SIGN, accepted, call, hook_request, override
+
 FEEDBACK_URL = f"/cds-services/{ORDER_SIGN}/feedback"
+U1, U2, U3, U4, U5, U9 = (str(uuid.uuid4()) for _ in range(6))
 
 
 def _feedback_rows(app):
@@ -37,21 +41,21 @@ def test_repeated_identical_feedback_is_stored_once(storage_app):
 
 def test_feedback_for_an_unknown_card_is_stored_and_flagged(storage_app):
     client = storage_app.test_client()
-    assert client.post(FEEDBACK_URL, json={"feedback": [override("no-such-card")]}).status_code == 200
+    assert client.post(FEEDBACK_URL, json={"feedback": [override(str(uuid.uuid4()))]}).status_code == 200
     (row,) = _feedback_rows(storage_app)
     assert row.unknown_card is True
 
 
 def test_invalid_items_get_an_operation_outcome_naming_item_and_field(storage_app):
     client = storage_app.test_client()
-    good = override("c1")
+    good = override(U1)
     bad_items = [
         good,
-        {"card": "c2", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
-        {"card": "c3", "outcome": "ignored", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
-        {"card": "c4", "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-11-20"},
-        {"outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:00:00"},
-        {"card": "c5", "outcome": "overridden", "overrideReason": {"reason": {"code": "x"}},
+        {"card": U2, "outcome": "accepted", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+        {"card": U3, "outcome": "ignored", "outcomeTimestamp": "2026-11-20T10:00:00Z"},
+        {"card": U4, "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-11-20"},
+        {"card": "not-a-uuid", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:00:00"},
+        {"card": U5, "outcome": "overridden", "overrideReason": {"reason": {"code": "x"}},
          "outcomeTimestamp": "2026-11-20T10:00:00+02:00"},
     ]
     response = client.post(FEEDBACK_URL, json={"feedback": bad_items})
@@ -69,7 +73,7 @@ def test_invalid_items_get_an_operation_outcome_naming_item_and_field(storage_ap
 
 def test_feedback_for_an_unknown_service_is_404(storage_app):
     response = storage_app.test_client().post("/cds-services/nope/feedback",
-                                              json={"feedback": [override("c1")]})
+                                              json={"feedback": [override(U1)]})
     assert response.status_code == 404
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
@@ -89,6 +93,27 @@ def test_feedback_records_the_client_issuer_set_by_authentication(storage_app):
         g.cds_client = {"iss": "https://ehr.example.org"}
 
     client = storage_app.test_client()
-    client.post(FEEDBACK_URL, json={"feedback": [override("c9")]})
+    client.post(FEEDBACK_URL, json={"feedback": [override(U9)]})
     with storage_app.extensions["cds"].database.session() as session:
         assert session.scalar(select(func.max(Feedback.client_iss))) == "https://ehr.example.org"
+
+
+def test_signed_feedback_is_accepted_and_stores_the_verified_issuer(tmp_path):
+    import json
+
+    from cds_service import create_app
+
+    from .jwt_support import BASE, ISS, bearer, claims, ec_key, jwks, sign
+
+    key = ec_key("fb-1", "ES384")
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks(key)))
+    trusted = [{"iss": ISS, "jwks_file": str(tmp_path / "jwks.json")}]
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}",
+                      "SECRET_KEY": "s", "TRUSTED_CLIENTS": trusted})
+    url = f"{BASE}{FEEDBACK_URL}"
+    client = app.test_client()
+    assert client.post(url, json={"feedback": [override(U1)]}).status_code == 401
+    signed = client.post(url, json={"feedback": [override(U1)]}, headers=bearer(sign(key, claims(url))))
+    assert signed.status_code == 200
+    (row,) = _feedback_rows(app)
+    assert row.client_iss == ISS

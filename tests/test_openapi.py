@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -109,16 +110,18 @@ def test_feedback_schema_rejects_invalid_feedback(body):
 # --- schemathesis against the WSGI app ------------------------------------------------------
 # Authentication is off here and covered by test_auth.py, so the description is loaded without
 # its security requirement (otherwise every request "without Authorization" would be expected
-# to get 401). The feedback endpoint lands with another branch; it is excluded until then.
+# to get 401). Feedback is stored in a throwaway SQLite database.
 
 def _api() -> schemathesis.BaseSchema:
     spec = {k: v for k, v in SPEC.items() if k != "security"}
     api = schemathesis.openapi.from_dict(spec)
-    app = create_app({"TESTING": True, "AUTH_ENABLED": False})
+    storage = f"sqlite:///{tempfile.mkdtemp(prefix='cds-openapi-')}/audit.sqlite3"
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": storage,
+                      "SECRET_KEY": "openapi-test"})
     app.extensions["cds"].data_source_factory = DataSource  # prefetch only: never any network
     api.app = app
     api.config.generation.update(modes=list(GenerationMode))  # schema-valid and schema-violating
-    return api.exclude(path_regex=r"/feedback$")
+    return api
 
 
 API = _api()

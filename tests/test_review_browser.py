@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from review_support import LIDOCAINE, ORDER_SIGN, accepted, hook_request, override
 from werkzeug.serving import make_server
 
 from cds_service import create_app
 from cds_service.review.auth import create_reviewer
+
+from .review_support import LIDOCAINE, ORDER_SIGN, accepted, hook_request, override
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,10 +5,11 @@ import io
 import re
 
 import pytest
-from review_support import LIDOCAINE, ORDER_SIGN, accepted, call, hook_request, override
 
 from cds_service import create_app
 from cds_service.review.auth import create_reviewer
+
+from .review_support import LIDOCAINE, ORDER_SIGN, accepted, call, hook_request, override
 
 PASSWORD = "correct horse battery"
 

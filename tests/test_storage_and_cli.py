@@ -4,13 +4,14 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from review_support import ORDER_SIGN, call, hook_request, override
 from sqlalchemy import func, select, text, update
 
 from cds_service import cli, create_app
 from cds_service.db import Database
 from cds_service.models import Alert, Feedback, HookCallRecord, Reviewer
 from cds_service.retention import purge
+
+from .review_support import ORDER_SIGN, call, hook_request, override
 
 
 def test_migrations_run_at_start_and_again_are_a_no_op(database_url):
