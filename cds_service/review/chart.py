@@ -8,7 +8,7 @@ from markupsafe import Markup, escape
 
 BAR_HEIGHT = 22
 GAP = 8
-LABEL_WIDTH = 260
+LABEL_WIDTH = 340
 BAR_WIDTH = 380
 VALUE_WIDTH = 80
 
@@ -27,7 +27,7 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float]],
     for i, (label, value) in enumerate(rows):
         y = GAP + i * (BAR_HEIGHT + GAP)
         length = 0 if not top else max(1.0, BAR_WIDTH * value / top) if value else 0
-        short = label if len(label) <= 38 else label[:37] + "…"
+        short = label if len(label) <= 44 else label[:43] + "…"
         parts.append(
             f'<g><text x="{LABEL_WIDTH - 8}" y="{y + BAR_HEIGHT - 6}" text-anchor="end" '
             f'font-size="13">{escape(short)}</text>'
