@@ -140,6 +140,8 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
                       f"({match.family.label}) from {escape_markdown(match.indication.source)}")
     for missing in decision.missing:
         detail.append(f"- Could not be retrieved: {escape_markdown(missing)}")
+    for reason in decision.uncoded:
+        detail.append(f"- Not coded: {escape_markdown(reason)}")
     detail.append("")
 
     evidence_lines, links = _evidence_block(policy, family.id if family else None,

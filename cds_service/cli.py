@@ -75,6 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{args.host}:{args.port}",
         "workers": args.workers,
+        # Threads in one process by default: the JWT replay cache is per process (docs/security.md),
+        # and the hook mostly waits on the EHR's FHIR server, which threads overlap well.
+        "threads": args.threads,
+        "worker_class": "gthread" if args.threads > 1 else "sync",
         "timeout": 30,
         "accesslog": "-",
         # No query strings in the access log: nothing from the request body is logged anyway.
@@ -146,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (each has its own JWT replay cache; default 1)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     serve.add_argument("--certfile", help="TLS certificate (PEM) for HTTPS")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.set_defaults(func=cmd_serve)

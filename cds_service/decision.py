@@ -24,6 +24,7 @@ class Decision:
     matches: tuple[ClassifiedCode, ...] = ()
     quiet_reason: str = ""
     missing: tuple[str, ...] = ()  # what could not be retrieved, in words
+    uncoded: tuple[str, ...] = ()  # reasons the order gives without a code, in words
 
     @property
     def fires(self) -> bool:
@@ -81,13 +82,14 @@ def decide(
             return Decision(order, "warning", policy_choice, result.primary, result.matches)
         if result.outcome == "advisory":
             return Decision(order, "advisory", policy_choice, result.primary, result.matches)
-        if not indications.unresolved:
+        if not indications.unresolved and not indications.uncoded:
             return Decision(order, "quiet", policy_choice, None, result.matches,
                             quiet_reason="the documented indication is not one the policy addresses")
 
-    if indications.unresolved:
+    if indications.unresolved or indications.uncoded:
         missing = tuple(f"the order's reason {ref}" for ref in indications.unresolved) + unavailable
-        return Decision(order, "indication_unavailable", policy_choice, missing=missing)
+        return Decision(order, "indication_unavailable", policy_choice, missing=missing,
+                        uncoded=indications.uncoded)
 
     if problem_list is None:
         return Decision(order, "undocumented", policy_choice,

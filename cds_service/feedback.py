@@ -52,9 +52,9 @@ def parse_rfc3339(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # e.g. year 1 with a positive offset falls before year 1 UTC
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
 
 def _nonempty_str(value: Any) -> bool:
@@ -114,7 +114,7 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         override = raw.get("overrideReason") or {}
         reason = override.get("reason")
         items.append(FeedbackItem(
-            card=raw["card"],
+            card=raw["card"].lower(),  # UUIDs compare case-insensitively; cards are issued lower case
             outcome=raw["outcome"],
             accepted_suggestions=tuple(s["id"] for s in raw.get("acceptedSuggestions") or []),
             reason={k: reason[k] for k in ("system", "code", "display") if reason.get(k)} if reason else None,

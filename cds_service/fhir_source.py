@@ -25,7 +25,7 @@ from .gather import (
     prefetched,
 )
 from .hook_request import HookRequest
-from .resource_index import Resource, ResourceIndex
+from .resource_index import Resource, ResourceIndex, dicts_in
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class FhirDataSource(DataSource):
     def _unresolved_payors(self, coverages: list[Resource]) -> list[tuple[str, Resource]]:
         pending = []
         for coverage in coverages:
-            for payor in coverage.get("payor") or []:
+            for payor in dicts_in(coverage.get("payor")):
                 ref = payor.get("reference") if isinstance(payor, dict) else None
                 if isinstance(ref, str) and self.index.resolve(ref, coverage) is None:
                     pending.append((ref, coverage))

@@ -14,6 +14,7 @@ from .hook_request import HookRequest
 from .resource_index import (
     Resource,
     ResourceIndex,
+    dicts_in,
     draft_order_entries,
     next_link,
     prefetch_resources,
@@ -57,10 +58,10 @@ def prefetch_next_link(request: HookRequest, key: str) -> str | None:
 
 def _bundle_reports_error(bundle: dict) -> bool:
     """A searchset whose entries include an OperationOutcome with an error or fatal issue."""
-    for entry in bundle.get("entry") or []:
+    for entry in dicts_in(bundle.get("entry")):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            for issue in resource.get("issue") or []:
+            for issue in dicts_in(resource.get("issue")):
                 if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
                     return True
     return False

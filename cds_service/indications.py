@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .knowledge import QUIET_SECTIONS, WARNING_SECTIONS, Family
-from .resource_index import Resource
+from .resource_index import Resource, dicts_in
 from .terminology import ICD10CM, Code, codings_of
 
 # ICD-10-CM 7th characters for a later phase of an injury: D subsequent encounter, S sequela.
@@ -31,10 +31,11 @@ class OrderIndications:
     codes: tuple[IndicationCode, ...]
     procedures: tuple[str, ...]  # reasonReference to a Procedure: a procedural (anesthetic) use
     unresolved: tuple[str, ...]  # references that could not be resolved
+    uncoded: tuple[str, ...] = ()  # reasons given without any code, described in words
 
     @property
     def documented(self) -> bool:
-        return bool(self.codes or self.procedures or self.unresolved)
+        return bool(self.codes or self.procedures or self.unresolved or self.uncoded)
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,27 @@ def order_indications(
     codes: list[IndicationCode] = []
     procedures: list[str] = []
     unresolved: list[str] = []
-    for concept in order.get("reasonCode") or []:
-        codes.extend(_concept_codes(concept, "reasonCode"))
-    for reference in order.get("reasonReference") or []:
-        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+    uncoded: list[str] = []
+    for concept in dicts_in(order.get("reasonCode")):
+        found = _concept_codes(concept, "reasonCode")
+        codes.extend(found)
+        if not found and isinstance(concept.get("text"), str):
+            uncoded.append(f"the order's reasonCode is text only ('{concept['text']}')")
+    for reference in dicts_in(order.get("reasonReference")):
+        if not isinstance(reference.get("reference"), str):
             continue
         ref = reference["reference"]
         target = resolve(ref, order)
         if target is None:
             unresolved.append(ref)
         elif target.get("resourceType") == "Condition":
-            codes.extend(_concept_codes(target.get("code"), f"reasonReference {ref}"))
+            found = _concept_codes(target.get("code"), f"reasonReference {ref}")
+            codes.extend(found)
+            if not found:
+                uncoded.append(f"the order's reason {ref} is a Condition without a code")
         elif target.get("resourceType") == "Procedure":
             procedures.append(ref)
-    return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved))
+    return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved), tuple(uncoded))
 
 
 def is_active_condition(condition: Resource, patient_id: str | None = None) -> bool:
@@ -131,14 +139,15 @@ def assess(
 ) -> IndicationAssessment:
     """Decide what a set of indication codes means under the policy.
 
-    * An approved use for this drug (e.g. lidocaine for ventricular arrhythmia) or a use the
-      policy does not address (terminal/neoplasm-related pain, acute pain) is exempt: the order
-      stays quiet even if other codes are present, because the order states a use outside the
-      experimental list.
-    * A ``flag`` family warns. A ``context`` family (post-stroke, spinal cord injury) only
-      warns next to a chronic-pain code, or for an injury code in its late phase (7th
-      character D or S); it then names the family when the policy has evidence for it.
-    * An ``advisory`` family ("including but not limited to") gives a softer, info card.
+    * A flag family warns. A ``context`` family (post-stroke, spinal cord injury) only warns next
+      to a chronic-pain code, or for an injury code in its late phase (7th character D or S); it
+      then names the family when the policy has evidence for it. An ``advisory`` family
+      ("including but not limited to") gives a softer, info card.
+    * A use outside the experimental list, stated on the order, is exempt for the sections it
+      answers (``exempts`` in cards/indications.json): an FDA-labeled use for this drug (lidocaine
+      for ventricular arrhythmia, anesthesia or procedural sedation) explains the whole order;
+      neoplasm-related pain only answers a chronic-pain code, so a psychiatric code beside it
+      still warns. Acute pain and other unlisted codes exempt nothing.
     """
     matches: list[ClassifiedCode] = []
     for indication in codes:
@@ -146,10 +155,9 @@ def assess(
         if family is not None:
             matches.append(ClassifiedCode(indication, family))
 
-    for match in matches:
-        family = match.family
-        if family.section in QUIET_SECTIONS and (not family.drugs or drug_id in family.drugs):
-            return IndicationAssessment("exempt", match, tuple(matches), family.label)
+    exemptions = [m for m in matches if m.family.section in QUIET_SECTIONS and m.family.exempts
+                  and (not m.family.drugs or drug_id in m.family.drugs)]
+    exempt_sections = {section for m in exemptions for section in m.family.exempts}
 
     policy_matches = [m for m in matches if m.family.section in WARNING_SECTIONS]
     flags = [m for m in policy_matches if m.family.role == "flag"]
@@ -157,16 +165,22 @@ def assess(
     advisories = [m for m in policy_matches if m.family.role == "advisory"]
     known_evidence = set(evidence_families)
 
-    if flags:
-        primary = flags[0]
+    primary: ClassifiedCode | None = None
+    outcome = "none"
+    live_flags = [m for m in flags if m.family.section not in exempt_sections]
+    late = [c for c in contexts if _late_phase_injury(c.indication.code)
+            and c.family.section not in exempt_sections]
+    live_advisories = [m for m in advisories if m.family.section not in exempt_sections]
+    if live_flags:
+        primary, outcome = live_flags[0], "warn"
         refining = [c for c in contexts if c.family.section == primary.family.section
                     and c.family.id in known_evidence]
         if primary.family.id.endswith("_general") and refining:
             primary = refining[0]
-        return IndicationAssessment("warn", primary, tuple(matches))
-    late = [c for c in contexts if _late_phase_injury(c.indication.code)]
-    if late:
-        return IndicationAssessment("warn", late[0], tuple(matches))
-    if advisories:
-        return IndicationAssessment("advisory", advisories[0], tuple(matches))
-    return IndicationAssessment("none", None, tuple(matches))
+    elif late:
+        primary, outcome = late[0], "warn"
+    elif live_advisories:
+        primary, outcome = live_advisories[0], "advisory"
+    elif exemptions:
+        return IndicationAssessment("exempt", exemptions[0], tuple(matches), exemptions[0].family.label)
+    return IndicationAssessment(outcome, primary, tuple(matches))

@@ -34,6 +34,7 @@ class Family:
     role: str  # flag | context | advisory | approved | out_of_scope
     valueset: ValueSetMatcher
     drugs: frozenset[str]
+    exempts: frozenset[str] = frozenset()  # sections this (never-warn) use silences on the order
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class MedicationRules:
     iv_routes: ValueSetMatcher
     non_iv_routes: ValueSetMatcher
     injectable_dose_form_words: tuple[str, ...]
+    iv_route_codes: frozenset[str]  # codes that mean IV in whatever system (NCI, HL7 v3)
+    non_iv_route_codes: frozenset[str]
+    iv_route_words: re.Pattern[str]
+    non_iv_route_words: re.Pattern[str]
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,14 @@ def _load_policy(path: Path) -> Policy:
     )
 
 
+def _whole_words(words: list[str]) -> re.Pattern[str]:
+    """Match any of ``words`` as a whole word (not inside another word), case-insensitively."""
+    if not words:
+        return re.compile(r"(?!x)x")  # matches nothing
+    alternation = "|".join(re.escape(w.lower()) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class DrugScanner:
     """Finds any hint of a target drug in raw request bytes, before JSON models are built.
@@ -196,6 +209,7 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
             role=f["role"],
             valueset=valuesets[f["valueset"]],
             drugs=frozenset(f.get("drugs", [])),
+            exempts=frozenset(f.get("exempts", [])),
         )
         for f in index["families"]
     )
@@ -218,6 +232,10 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
         iv_routes=valuesets[meds["routes"]["iv"]],
         non_iv_routes=valuesets[meds["routes"]["non_iv"]],
         injectable_dose_form_words=tuple(w.lower() for w in meds["injectable_dose_form_words"]),
+        iv_route_codes=frozenset(c.upper() for c in meds["routes"].get("iv_codes_any_system", [])),
+        non_iv_route_codes=frozenset(c.upper() for c in meds["routes"].get("non_iv_codes_any_system", [])),
+        iv_route_words=_whole_words(meds["routes"].get("iv_words", [])),
+        non_iv_route_words=_whole_words(meds["routes"].get("non_iv_words", [])),
     )
 
     policies = {}

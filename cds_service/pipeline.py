@@ -21,7 +21,7 @@ from .indications import order_indications, problem_list_codes
 from .knowledge import Knowledge
 from .policy_choice import choose_policy
 from .resource_index import draft_order_entries
-from .screening import ScreenedOrder, screen_orders
+from .screening import screen_orders
 
 
 @dataclass
@@ -39,17 +39,17 @@ def mentions_target_drug(raw_body: bytes, knowledge: Knowledge) -> bool:
     return knowledge.scanner.mentions_target(raw_body)
 
 
-def _validate_orders(orders: tuple[ScreenedOrder, ...]) -> None:
-    """Parse in-scope orders with the R4B model; a malformed one is a 400, not a guess."""
+def _validate_orders(orders: tuple[tuple[str, dict], ...]) -> None:
+    """Parse ketamine/lidocaine orders with the R4B model; a malformed one is a 400, not a guess."""
     issues = []
-    for order in orders:
+    for order_ref, order in orders:
         try:
-            MedicationRequest.model_validate(order.order)
+            MedicationRequest.model_validate(order)
         except ValidationError as exc:
             for err in exc.errors()[:5]:
                 where = ".".join(str(p) for p in err["loc"])
-                issues.append(Issue(f"{order.order_ref}: {where}: {err['msg']}",
-                                    expression=(f"{order.order_ref}.{where}",)))
+                issues.append(Issue(f"{order_ref}: {where}: {err['msg']}",
+                                    expression=(f"{order_ref}.{where}",)))
     if issues:
         raise ApiError(400, issues)
 
@@ -82,9 +82,9 @@ def evaluate(
                   "ketamine or lidocaine.", "incomplete", expression=(order_ref,))
             for order_ref, ref in screening.unresolved
         ])
+    _validate_orders(screening.target_orders)
     if not screening.in_scope:
         return Evaluation(cards=[])
-    _validate_orders(screening.in_scope)
     data.prepare_patient_data()
 
     per_order = [(o, order_indications(o.order, data.resolve)) for o in screening.in_scope]
@@ -93,8 +93,7 @@ def evaluate(
         data.fetch_references(unresolved_reasons)
         per_order = [(o, order_indications(o.order, data.resolve)) for o, _ in per_order]
 
-    need_problem_list = any(not ind.codes and not ind.procedures and not ind.unresolved
-                            for _, ind in per_order)
+    need_problem_list = any(not ind.documented for _, ind in per_order)
     patient = data.patient_data(need_problem_list)
     policy_choice = choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
                                   data.resolve, patient.coverage_unavailable)

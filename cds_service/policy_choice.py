@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .knowledge import Policy
-from .resource_index import Resource
+from .resource_index import Resource, dicts_in, strings_in
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ def _payor_candidates(
 ) -> list[tuple[list[tuple[str, str]], list[str]]]:
     """For each payor: (identifiers as (system, value), names)."""
     candidates = []
-    for payor in coverage.get("payor") or []:
+    for payor in dicts_in(coverage.get("payor")):
         if not isinstance(payor, dict):
             continue
         identifiers: list[tuple[str, str]] = []
@@ -44,8 +44,8 @@ def _payor_candidates(
             if org is not None:
                 if isinstance(org.get("name"), str):
                     names.append(org["name"])
-                names.extend(a for a in org.get("alias") or [] if isinstance(a, str))
-                for oid in org.get("identifier") or []:
+                names.extend(strings_in(org.get("alias")))
+                for oid in dicts_in(org.get("identifier")):
                     if isinstance(oid, dict) and isinstance(oid.get("value"), str):
                         identifiers.append((oid.get("system") or "", oid["value"]))
         candidates.append((identifiers, names))

@@ -8,6 +8,16 @@ from typing import Any
 Resource = dict[str, Any]
 
 
+def dicts_in(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON array; nothing for anything else (malformed input is not trusted)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def strings_in(value: Any) -> list[str]:
+    """The strings of a JSON array; nothing for anything else."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
 def reference_key(reference: str) -> str | None:
     """``Type/id`` for a relative or absolute literal reference (``_history`` dropped)."""
     ref = reference.strip()
@@ -41,7 +51,7 @@ def bundle_resources(bundle: Any) -> Iterator[Resource]:
 
 def next_link(bundle: Resource) -> str | None:
     """The ``next`` page URL of a searchset Bundle, if it has one."""
-    for link in bundle.get("link") or []:
+    for link in dicts_in(bundle.get("link")):
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
@@ -81,7 +91,7 @@ class ResourceIndex:
             if container is None:
                 return None
             wanted = reference[1:]
-            for contained in container.get("contained") or []:
+            for contained in dicts_in(container.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == wanted:
                     return contained
             return None
@@ -95,7 +105,7 @@ class ResourceIndex:
 
 
 def draft_order_entries(draft_orders: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:
-    for entry in draft_orders.get("entry") or []:
+    for entry in dicts_in(draft_orders.get("entry")):
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
             full_url = entry.get("fullUrl")
             yield (full_url if isinstance(full_url, str) else None), entry["resource"]

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .knowledge import Drug, MedicationRules
-from .resource_index import Resource
+from .resource_index import Resource, dicts_in
 from .terminology import HCPCS, NDC, Code, codings_of
 
 INACTIVE_ORDER_STATUSES = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
-IV_ROUTE_WORDS = ("intravenous", "intravenously")
-IV_ROUTE_ABBREVIATIONS = frozenset({"iv", "i.v.", "ivpb", "iv push", "iv infusion"})
 RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
+
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,6 @@ class MedicationFinding:
 class RouteFinding:
     is_iv: bool
     explanation: str
-    code: Code | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,9 @@ class ScreeningResult:
     in_scope: tuple[ScreenedOrder, ...]
     unresolved: tuple[tuple[str, str], ...]  # (order_ref, medication reference)
     considered: int  # MedicationRequests looked at
+    # Every order of a target drug, IV or not: these are validated as FHIR R4 before deciding,
+    # so a malformed ketamine or lidocaine order gets a 400 instead of a guess.
+    target_orders: tuple[tuple[str, Resource], ...] = ()
 
 
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
@@ -110,50 +111,56 @@ def classify_medication_concept(
     return MedicationFinding("other", description=text, source=source)
 
 
-def _route_is_iv(route: dict[str, Any], rules: MedicationRules) -> tuple[bool | None, Code | None]:
-    """True/False when the route says IV or not; None when the route is unreadable."""
+def read_route(route: dict[str, Any], rules: MedicationRules) -> tuple[bool | None, str]:
+    """(True, why) when the route says IV, (False, why) when it names another route, and
+    (None, why) when it cannot be read (an unknown code system, no text): then the dosage decides.
+    """
     codes = list(codings_of(route))
-    for code in codes:
-        if rules.iv_routes.contains(code) or any(w in code.display.lower() for w in IV_ROUTE_WORDS):
-            return True, code
     text = route.get("text") if isinstance(route.get("text"), str) else ""
-    if text and (text.strip().lower() in IV_ROUTE_ABBREVIATIONS
-                 or any(w in text.lower() for w in IV_ROUTE_WORDS)):
-        return True, None
-    if codes:
-        return False, codes[0]
-    return (False, None) if text else (None, None)
+    for code in codes:
+        if (rules.iv_routes.contains(code) or code.code.upper() in rules.iv_route_codes
+                or rules.iv_route_words.search(code.display)):
+            return True, f"route {code.label()}"
+    if text and rules.iv_route_words.search(text):
+        return True, f"route text '{text}'"
+    for code in codes:
+        if (rules.non_iv_routes.contains(code) or code.code.upper() in rules.non_iv_route_codes
+                or rules.non_iv_route_words.search(code.display)):
+            return False, code.label()
+    if text and rules.non_iv_route_words.search(text):
+        return False, f"route text '{text}'"
+    unread = ", ".join(c.label() for c in codes) or (f"text '{text}'" if text else "empty route")
+    return None, f"route not recognised ({unread})"
 
 
 def _has_infusion_rate_or_duration(dosage: dict[str, Any]) -> bool:
-    for dose_and_rate in dosage.get("doseAndRate") or []:
-        if isinstance(dose_and_rate, dict) and any(k in dose_and_rate for k in RATE_KEYS):
-            return True
+    if any(any(k in dose_and_rate for k in RATE_KEYS) for dose_and_rate in dicts_in(dosage.get("doseAndRate"))):
+        return True
     timing = dosage.get("timing")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
     return isinstance(repeat, dict) and "duration" in repeat
 
 
 def assess_route(order: Resource, medication: MedicationFinding, rules: MedicationRules) -> RouteFinding:
-    dosages = [d for d in order.get("dosageInstruction") or [] if isinstance(d, dict)]
+    dosages = dicts_in(order.get("dosageInstruction"))
     stated_non_iv: list[str] = []
+    unreadable: list[str] = []
     for dosage in dosages:
         route = dosage.get("route")
         if not isinstance(route, dict):
             continue
-        is_iv, code = _route_is_iv(route, rules)
+        is_iv, why = read_route(route, rules)
         if is_iv:
-            what = code.label() if code else f"route text '{route.get('text')}'"
-            return RouteFinding(True, f"route {what}", code)
-        if is_iv is False:
-            stated_non_iv.append(code.label() if code else f"route text '{route.get('text')}'")
+            return RouteFinding(True, why)
+        (stated_non_iv if is_iv is False else unreadable).append(why)
     if stated_non_iv:
         return RouteFinding(False, f"non-IV route: {', '.join(stated_non_iv)}")
+    lead = f"{'; '.join(unreadable)}; " if unreadable else "no route given; "
     if medication.iv_only_product:
-        return RouteFinding(True, "no route given; the product is a premixed IV bag labeled for IV use")
+        return RouteFinding(True, lead + "the product is a premixed IV bag labeled for IV use")
     if medication.injectable_product and any(_has_infusion_rate_or_duration(d) for d in dosages):
-        return RouteFinding(True, "no route given; injectable product with an infusion rate or duration")
-    return RouteFinding(False, "no route given and no infusion rate or duration")
+        return RouteFinding(True, lead + "injectable product with an infusion rate or duration")
+    return RouteFinding(False, lead + "no infusion rate or duration")
 
 
 def order_reference(full_url: str | None, order: Resource, position: int) -> str:
@@ -170,6 +177,7 @@ def screen_orders(
 ) -> ScreeningResult:
     """Pick the in-scope orders. ``resolve_medication(reference, order)`` finds a Medication."""
     in_scope: list[ScreenedOrder] = []
+    targets: list[tuple[str, Resource]] = []
     unresolved: list[tuple[str, str]] = []
     considered = 0
     selected = set(selections) if selections is not None else None
@@ -188,10 +196,11 @@ def screen_orders(
             continue
         if medication.status != "target":
             continue
+        targets.append((ref, order))
         route = assess_route(order, medication, rules)
         if route.is_iv:
             in_scope.append(ScreenedOrder(ref, order, medication, route))
-    return ScreeningResult(tuple(in_scope), tuple(unresolved), considered)
+    return ScreeningResult(tuple(in_scope), tuple(unresolved), considered, tuple(targets))
 
 
 def _medication_of(

@@ -117,3 +117,19 @@ def test_signed_feedback_is_accepted_and_stores_the_verified_issuer(tmp_path):
     assert signed.status_code == 200
     (row,) = _feedback_rows(app)
     assert row.client_iss == ISS
+
+
+def test_an_out_of_range_timestamp_is_400_naming_the_item(storage_app):
+    item = dict(override(U9), outcomeTimestamp="0001-01-01T00:00:00+05:00")
+    response = storage_app.test_client().post(FEEDBACK_URL, json={"feedback": [item]})
+    assert response.status_code == 400
+    assert "feedback[0].outcomeTimestamp" in response.get_data(as_text=True)
+
+
+def test_feedback_with_an_upper_case_card_uuid_joins_its_card(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]
+    response = client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"].upper())]})
+    assert response.status_code == 200
+    (row,) = _feedback_rows(storage_app)
+    assert (row.card_uuid, row.unknown_card) == (card["uuid"], False)

@@ -178,3 +178,37 @@ def test_endpoint_never_500s_on_fhir_shaped_requests(fuzz_app, value):
     first = answer(http, service_for(value), body)
     assert first == answer(http, service_for(value), body)
     assert first[0] in (200, 400, 412)
+
+
+# --- in-scope drugs with arbitrary shapes everywhere else ---------------------------------------
+# A target drug is what sends an order down the slow path; pin it, and let everything the
+# screening and decision code read next (dosage, route, reasons, contained) be arbitrary.
+target_medications = st.sampled_from([
+    {"coding": [{"system": SYSTEMS[0], "code": "238084"}]},
+    {"coding": [{"system": SYSTEMS[0], "code": "1737742"}]},
+    {"text": "Ketamine 50 mg/mL injection"},
+])
+in_scope_orders = st.fixed_dictionaries(
+    {"resourceType": st.just("MedicationRequest"), "id": st.just("mr1"), "status": st.just("draft"),
+     "intent": st.just("order"), "subject": st.just({"reference": "Patient/p1"}),
+     "medicationCodeableConcept": target_medications},
+    optional={
+        "dosageInstruction": st.lists(dosages | json_values, max_size=2) | json_values,
+        "reasonCode": st.lists(concepts | json_values, max_size=2) | json_values,
+        "reasonReference": st.lists(references | json_values, max_size=2) | json_values,
+        "contained": st.lists(conditions | medications | json_values, max_size=2) | json_values,
+    })
+
+
+@FUZZ
+@given(in_scope_orders, st.none() | bundles | json_values)
+def test_target_drug_orders_with_arbitrary_shapes_never_500(fuzz_app, order, conditions_prefetch):
+    body = {"hook": "order-sign", "hookInstance": "abc",
+            "context": {"userId": "Practitioner/1", "patientId": "p1",
+                        "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]}},
+            "prefetch": {"conditions": conditions_prefetch}}
+    raw = json.dumps(body).encode()
+    http = fuzz_app.test_client()
+    first = answer(http, "iv-anesthetics-order-sign", raw)
+    assert first == answer(http, "iv-anesthetics-order-sign", raw)
+    assert first[0] in (200, 400)

@@ -84,11 +84,12 @@ def _full_page_screenshot(driver, name: str) -> None:
 
 
 def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_server, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def wait_for_heading(start: str) -> None:
-        WebDriverWait(browser, 20).until(
+        WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith(start))
 
     browser.get(f"{live_server}/review/")
@@ -103,18 +104,30 @@ def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_serv
     Select(browser.find_element(By.ID, "outcome")).select_by_visible_text("Overridden")
     Select(browser.find_element(By.ID, "family")).select_by_visible_text("Complex regional pain syndrome")
     browser.find_element(By.XPATH, "//button[text()='Apply filters']").click()
-    WebDriverWait(browser, 20).until(lambda d: "outcome=overridden" in d.current_url)
-    rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert len(rows) == 2 and all("overridden" in r.text for r in rows)
 
-    rows[0].find_element(By.TAG_NAME, "a").click()
+    def filtered_rows(driver):
+        # The click starts a navigation; until the new page is in, the old rows may be stale.
+        if "outcome=overridden" not in driver.current_url:
+            return False
+        try:
+            rows = driver.find_elements(By.CSS_SELECTOR, "tbody tr")
+            texts = [r.text for r in rows]
+        except StaleElementReferenceException:
+            return False
+        return texts if len(texts) == 2 else False
+
+    texts = WebDriverWait(browser, 20).until(filtered_rows)
+    assert all("overridden" in text for text in texts)
+
+    browser.find_element(By.CSS_SELECTOR, "tbody tr a").click()
     wait_for_heading("Alert ")
     assert "G90.511" in browser.page_source
     assert browser.find_element(By.CSS_SELECTOR, "section.card").text
     Select(browser.find_element(By.ID, "disposition")).select_by_value("policy-exception")
     browser.find_element(By.ID, "note").send_keys("Prior authorization confirmed with payer.")
     browser.find_element(By.XPATH, "//button[text()='Save disposition']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=status]"))
+    WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "Disposition saved." in d.find_element(By.TAG_NAME, "body").text)
     assert "Disposition saved." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     assert "Prior authorization confirmed with payer." in browser.page_source
     _full_page_screenshot(browser, "alert-detail.png")

@@ -115,3 +115,11 @@ def test_open_redirect_after_login_is_refused(review_app):
     response = client.post("/review/login?next=https://evil.example/", data={
         "csrf_token": token, "username": "pharm", "password": PASSWORD})
     assert response.headers["Location"] == "/review/"
+
+
+def test_an_absurd_page_number_is_clamped_not_a_500(review_app):
+    client = review_app.test_client()
+    assert _login(client).status_code == 302
+    response = client.get("/review/?page=99999999999999999999")
+    assert response.status_code == 200
+    assert "No alerts match" in response.get_data(as_text=True) or "<tbody>" in response.get_data(as_text=True)

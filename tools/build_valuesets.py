@@ -113,6 +113,10 @@ class Family:
     source_group: str
     source_keys: tuple[str, ...]
     drugs: tuple[str, ...] = BOTH_DRUGS
+    # For never-warn families: the policy sections whose warnings this use silences when it is
+    # the order's stated reason. An FDA-labeled use explains the whole order; neoplasm-related pain
+    # only answers a pain indication (a depression code beside it still warns); acute pain nothing.
+    exempts: tuple[str, ...] = ()
 
     @property
     def file_stem(self) -> str:
@@ -250,6 +254,7 @@ FAMILIES: tuple[Family, ...] = (
         "approved_uses",
         ("approved_ventricular_arrhythmia",),
         ("lidocaine",),
+        ("chronic_pain", "psychiatric"),
     ),
     Family(
         "anesthesia_sedation",
@@ -258,6 +263,8 @@ FAMILIES: tuple[Family, ...] = (
         "approved",
         "approved_uses",
         ("ketamine_anesthesia_procedural_sedation", "lidocaine_local_regional_anesthesia"),
+        BOTH_DRUGS,
+        ("chronic_pain", "psychiatric"),
     ),
     Family(
         "cancer_pain",
@@ -266,6 +273,8 @@ FAMILIES: tuple[Family, ...] = (
         "not_addressed",
         "out_of_scope",
         ("out_of_scope_cancer_pain",),
+        BOTH_DRUGS,
+        ("chronic_pain",),
     ),
     Family(
         "acute_pain",
@@ -479,6 +488,7 @@ def build_indications(build: Build) -> None:
                 "role": family.role,
                 "valueset": family.file_stem,
                 "drugs": list(family.drugs),
+                **({"exempts": list(family.exempts)} if family.exempts else {}),
             }
         )
     build.add("indications.json", {"families": index})
@@ -829,9 +839,43 @@ def build_medications(build: Build) -> None:
             "iv_only_products": "medication-premixed-iv-bags",
             "excluded_products": "medication-excluded",
             "injectable_dose_form_words": list(INJECTABLE_DOSE_FORMS),
-            "routes": {"iv": "route-iv", "non_iv": "route-non-iv"},
+            "routes": build_route_rules(build),
         },
     )
+
+
+# Words that name a route in free text or a coding display, matched as whole words.
+IV_ROUTE_WORDS = ["intravenous", "intravenously", "iv", "i.v.", "ivpb", "iv push", "iv drip", "iv bolus"]
+NON_IV_ROUTE_WORDS = [
+    "intramuscular", "im", "subcutaneous", "subcut", "sc", "subq", "topical", "transdermal", "nasal",
+    "intranasal", "oral", "by mouth", "po", "sublingual", "buccal", "infiltration", "perineural", "intradermal",
+    "intralesional", "epidural", "intrathecal", "intra-articular", "intra-arterial", "rectal",
+]
+
+
+def build_route_rules(build: Build) -> Json:
+    """Route ValueSets plus codes recognised in any code system and route words.
+
+    NCI Thesaurus (FDA SPL) route codes and the HL7 v3 code IVINJ are listed in the reference
+    without a confirmed FHIR system URI, so they are matched on the code alone; they are
+    distinctive strings (C38276, IVINJ) that no other route system uses.
+    """
+    routes = build.source["routes"]
+    nci = routes["fda_spl_route_nci"]["codes"]
+    iv_nci = [c["code"] for c in nci if "INTRAVENOUS" in c["display"]]
+    non_iv_nci = [c["code"] for c in nci if "INTRAVENOUS" not in c["display"]]
+    v3_iv = [c["code"] for c in routes["hl7_v3_route"]["codes"] if c.get("confirmed") and "intravenous" in
+             c["display"].lower()]
+    return {
+        "iv": "route-iv",
+        "non_iv": "route-non-iv",
+        "iv_codes_any_system": iv_nci + v3_iv,
+        "non_iv_codes_any_system": non_iv_nci,
+        "iv_words": IV_ROUTE_WORDS,
+        "non_iv_words": NON_IV_ROUTE_WORDS,
+        "_source": "codes from routes.fda_spl_route_nci and routes.hl7_v3_route in "
+                   "shared/reference/codes-and-evidence.json; words are matched whole in route text/display",
+    }
 
 
 # --------------------------------------------------------------------------- output

@@ -21,6 +21,7 @@ from .chart import bar_chart
 from .forms import DISPOSITIONS, DispositionForm, LoginForm, LogoutForm
 from .queries import OUTCOME_FILTERS, AlertFilter, filter_choices, list_alerts, summarize
 
+MAX_PAGE = 100_000  # deeper pages are clamped (an offset past 64-bit range would crash the database)
 bp = Blueprint("review", __name__, url_prefix="/review")
 # Card detail is service-made GFM; raw HTML is escaped, unsafe link schemes are refused.
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
@@ -94,7 +95,7 @@ def logout():
 @login_required
 def alerts():
     flt = AlertFilter.from_args(request.args)
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     size = int(current_app.config["REVIEW_PAGE_SIZE"])
     with _db().session() as session:
         rows = list_alerts(session, flt, limit=size + 1, offset=(page - 1) * size)
