@@ -71,11 +71,6 @@ class Policy:
     summary_of_evidence: str
     raw: dict[str, Any] = field(repr=False)
 
-    @property
-    def display_name(self) -> str:
-        number = f" {self.number}" if self.number else ""
-        return f"{self.payer_name} medical policy{number}"
-
 
 @dataclass(frozen=True)
 class MedicationRules:

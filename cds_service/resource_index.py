@@ -100,8 +100,6 @@ class ResourceIndex:
         key = reference_key(reference)
         return self._by_key.get(key) if key else None
 
-    def of_type(self, resource_type: str) -> list[Resource]:
-        return [r for r in self._by_key.values() if r.get("resourceType") == resource_type]
 
 
 def draft_order_entries(draft_orders: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -120,9 +120,6 @@ class ValueSetMatcher:
 
     def contains(self, code: Code) -> bool:
         return self.specificity(code) > 0
-
-    def contains_any(self, codes: Iterable[Code]) -> bool:
-        return any(self.contains(c) for c in codes)
 
     def display_for(self, code: Code) -> str:
         return self.displays.get((code.system, code.code), "")
