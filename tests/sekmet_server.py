@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
-STARTUP_LIMIT = 60.0  # seconds; it is ready in about 1 s on this machine
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .servers import free_port, running_server
 
 
 def sekmet_executable() -> str:
@@ -33,40 +24,13 @@ def sekmet_executable() -> str:
 
 @contextmanager
 def sekmet(workdir: Path) -> Iterator[str]:
-    """Yield the base URL of a fresh in-memory sekmet server; stop it (by its pid) afterwards."""
+    """Yield the base URL of a fresh in-memory sekmet server; stop its process group afterwards."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     env = {**os.environ, "SEKMET_DB": ":memory:", "SEKMET_BASE_URL": base}
-    log_path = workdir / "sekmet.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sekmet_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(base, process, log_path)
+    argv = [sekmet_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(argv, f"{base}/metadata", workdir / "sekmet.log", env=env, cwd=workdir):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> None:
-    stop = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < stop:
-        if process.poll() is not None:
-            raise RuntimeError(f"sekmet exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"sekmet not ready after {STARTUP_LIMIT} s:\n{log_path.read_text()[-2000:]}")
 
 
 def load_bundle(base: str, bundle: dict) -> None:

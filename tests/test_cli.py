@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -15,6 +12,7 @@ import requests
 from cds_service.cli import main
 
 from .conftest import FIXTURES
+from .servers import free_port, running_server
 
 CRPS = FIXTURES / "hook-requests" / "01-crps-ketamine-reasoncode.json"
 BIN = Path(sys.executable).parent
@@ -32,35 +30,15 @@ def test_evaluate_reports_bad_input_with_nonzero_exit(capsys):
     assert json.loads(capsys.readouterr().out)["resourceType"] == "OperationOutcome"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_serve_runs_gunicorn_on_loopback_and_answers_a_fixture(tmp_path):
-    port = _free_port()
+def test_serve_runs_on_loopback_and_answers_a_fixture(tmp_path):
+    port = free_port()
     env = {**os.environ, "CDS_AUTH_ENABLED": "false"}
-    server = subprocess.Popen(
-        [str(BIN / "cds-service"), "serve", "--port", str(port), "--workers", "1"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                discovery = requests.get(f"{base}/cds-services", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+    base = f"http://127.0.0.1:{port}"
+    argv = [str(BIN / "cds-service"), "serve", "--port", str(port), "--workers", "1"]
+    with running_server(argv, f"{base}/cds-services", tmp_path / "serve.log", env=env, cwd=tmp_path):
+        discovery = requests.get(f"{base}/cds-services", timeout=10)
         assert discovery.status_code == 200
         response = requests.post(f"{base}/cds-services/iv-anesthetics-order-sign", data=CRPS.read_bytes(),
                                  headers={"Content-Type": "application/json"}, timeout=10)
         assert response.status_code == 200
         assert response.json()["cards"][0]["summary"].startswith("IV ketamine for Complex regional pain")
-    finally:
-        server.terminate()
-        server.wait(timeout=15)

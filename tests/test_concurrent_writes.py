@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,44 +15,23 @@ from cds_service.db import database_url as resolve_url
 from cds_service.models import Alert, Feedback, HookCallRecord
 
 from .review_support import ORDER_SIGN, hook_request, override
+from .servers import free_port, running_server
 
 CALLS = 200
 WORKERS = 3
 THREADS = 24
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def gunicorn_server(database_url, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, CDS_DATABASE_URL=database_url, CDS_AUTH_ENABLED="false",
                CDS_SECRET_KEY="concurrency-test")
-    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
-         "--timeout", "60", "cds_service:create_app()"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/cds-services", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("gunicorn did not start: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    argv = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
+            "--timeout", "60", "--control-socket", str(tmp_path / "gunicorn.ctl"), "cds_service:create_app()"]
+    with running_server(argv, f"{base}/cds-services", tmp_path / "gunicorn.log", env=env):
+        yield base
 
 
 def test_concurrent_calls_and_feedback_from_several_workers_are_each_stored_exactly_once(
