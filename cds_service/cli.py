@@ -53,40 +53,22 @@ def startup_warnings(config: Mapping[str, Any]) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
-
     from . import create_app
+    from .serving import ServeOptions, serve
 
-    class _Server(BaseApplication):
-        def __init__(self, options: dict[str, Any]) -> None:
-            self.options = options
-            super().__init__()
-
-        def load_config(self) -> None:
-            for key, value in self.options.items():
-                self.cfg.set(key, value)
-
-        def load(self):
-            return create_app()
-
+    if bool(args.certfile) != bool(args.keyfile):
+        raise SystemExit("--certfile and --keyfile go together")
+    if args.certfile:
+        raise SystemExit("cds-service serve speaks plain HTTP: terminate TLS at a reverse proxy "
+                         "(docs/serving.md has an nginx example)")
     app = create_app()  # fail fast on bad configuration or knowledge files, before forking
     for warning in startup_warnings(app.config):
         print(f"WARNING: {warning}", file=sys.stderr)
-    options = {
-        "bind": f"{args.host}:{args.port}",
-        "workers": args.workers,
-        # Threads in one process by default: the JWT replay cache is per process (docs/security.md),
-        # and the hook mostly waits on the EHR's FHIR server, which threads overlap well.
-        "threads": args.threads,
-        "worker_class": "gthread" if args.threads > 1 else "sync",
-        "timeout": 30,
-        "accesslog": "-",
-        # No query strings in the access log: nothing from the request body is logged anyway.
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
-    }
-    if args.certfile:
-        options.update(certfile=args.certfile, keyfile=args.keyfile)
-    _Server(options).run()
+    # One process with threads by default: the hook mostly waits on the EHR's FHIR server, which
+    # threads overlap well. Slow or idle connections cost no thread (cds_service/serving.py).
+    options = ServeOptions.from_config(app.config, host=args.host, port=args.port,
+                                       workers=args.workers, threads=args.threads)
+    serve(create_app, options, app=app)
     return 0
 
 
@@ -147,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service under gunicorn")
+    serve = sub.add_parser("serve", help="run the service (waitress; docs/serving.md)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (each has its own JWT replay cache; default 1)")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
-    serve.add_argument("--certfile", help="TLS certificate (PEM) for HTTPS")
-    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--certfile", help=argparse.SUPPRESS)  # refused with a pointer to docs/serving.md
+    serve.add_argument("--keyfile", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the response to a hook request, offline")

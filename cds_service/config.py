@@ -18,6 +18,16 @@ DEFAULTS: dict[str, object] = {
     "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
     # Largest request body accepted (bytes); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+    # --- cds-service serve (waitress; docs/serving.md) ---
+    # Seconds allowed for one request's headers and body to arrive, from its first byte; a slower
+    # request is dropped. Slow or idle connections never hold an application thread.
+    "SERVE_REQUEST_READ_TIMEOUT": 15,
+    # Seconds a keep-alive connection may stay silent between requests before it is closed.
+    "SERVE_IDLE_TIMEOUT": 30,
+    # Open connections accepted per worker process; more wait in the listen backlog.
+    "SERVE_MAX_CONNECTIONS": 1000,
+    # Largest request line plus headers (bytes); larger gets 431 with an OperationOutcome.
+    "SERVE_MAX_HEADER_BYTES": 64 * 1024,
     # Public base URL of the service (scheme://host[:port][/prefix]) used for absolute
     # links and JWT audience checks behind a proxy. Empty: derived from the request.
     "PUBLIC_BASE_URL": "",

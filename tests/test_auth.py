@@ -361,9 +361,9 @@ def test_bad_configuration_fails_fast(bad):
 
 
 def test_serve_warns_when_auth_is_off(monkeypatch, capsys):
-    from gunicorn.app.base import BaseApplication
+    from cds_service import serving
 
-    monkeypatch.setattr(BaseApplication, "run", lambda self: None)
+    monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: None)
     monkeypatch.setenv("CDS_AUTH_ENABLED", "false")
     assert cli.main(["serve", "--port", "0"]) == 0
     assert "authentication is OFF" in capsys.readouterr().err

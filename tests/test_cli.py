@@ -1,4 +1,4 @@
-"""The cds-service command: offline evaluation and a real gunicorn server."""
+"""The cds-service command: offline evaluation and a real server (waitress, one or several workers)."""
 
 from __future__ import annotations
 

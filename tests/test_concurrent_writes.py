@@ -1,4 +1,4 @@
-"""Several gunicorn workers write the audit trail and feedback at once: nothing lost, nothing doubled."""
+"""Several `cds-service serve` workers write the audit trail and feedback at once: nothing lost or doubled."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -23,30 +24,30 @@ THREADS = 24
 
 
 @pytest.fixture()
-def gunicorn_server(database_url, tmp_path):
+def served(database_url, tmp_path):
     port = free_port()
     env = dict(os.environ, CDS_DATABASE_URL=database_url, CDS_AUTH_ENABLED="false",
                CDS_SECRET_KEY="concurrency-test")
     base = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}",
-            "--timeout", "60", "--control-socket", str(tmp_path / "gunicorn.ctl"), "cds_service:create_app()"]
-    with running_server(argv, f"{base}/cds-services", tmp_path / "gunicorn.log", env=env):
+    argv = [str(Path(sys.executable).parent / "cds-service"), "serve", "--port", str(port),
+            "--workers", str(WORKERS)]
+    with running_server(argv, f"{base}/cds-services", tmp_path / "serve.log", env=env, cwd=tmp_path):
         yield base
 
 
 def test_concurrent_calls_and_feedback_from_several_workers_are_each_stored_exactly_once(
-        gunicorn_server, database_url):
+        served, database_url):
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=THREADS))
     bodies = [hook_request(("G90.511", "M79.7", "F32.9", "G43.709")[i % 4]) for i in range(CALLS)]
 
     def sign(body):
-        response = session.post(f"{gunicorn_server}/cds-services/{ORDER_SIGN}", json=body, timeout=60)
+        response = session.post(f"{served}/cds-services/{ORDER_SIGN}", json=body, timeout=60)
         assert response.status_code == 200, response.text
         return response.json()["cards"][0]["uuid"]
 
     def feedback(card):
-        response = session.post(f"{gunicorn_server}/cds-services/{ORDER_SIGN}/feedback",
+        response = session.post(f"{served}/cds-services/{ORDER_SIGN}/feedback",
                                 json={"feedback": [override(card)]}, timeout=60)
         assert response.status_code == 200, response.text
 
