@@ -35,6 +35,7 @@ class ServiceState:
     data_source_factory: Any = field(default=DataSource)
     recorder: Recorder = field(default_factory=NullRecorder)
     database: Database | None = None
+    replayer: Any = None  # spool.SpoolReplayer when storage is on
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -74,8 +75,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _init_storage(app: Flask, state: ServiceState) -> None:
     """Database, durable recorder and session secret (see docs/review.md)."""
-    from .audit import DatabaseRecorder
+    from .audit import HOOK_CALL, DatabaseRecorder, replay_hook_call
+    from .feedback import FEEDBACK, replay_feedback
     from .secret import instance_secret
+    from .spool import Spool, SpoolReplayer, spool_path
 
     if not app.config["AUDIT_ENABLED"]:  # no storage at all: no audit, feedback or review
         return
@@ -84,4 +87,11 @@ def _init_storage(app: Flask, state: ServiceState) -> None:
     state.database = Database(database_url(app.config, app.instance_path))
     if app.config["DB_AUTO_UPGRADE"]:
         state.database.upgrade()
-    state.recorder = DatabaseRecorder(state.database, all_calls=bool(app.config["AUDIT_ALL_CALLS"]))
+    spool = Spool(spool_path(app.config["SPOOL_DIR"] or app.instance_path, state.database.url),
+                  int(app.config["SPOOL_MAX_RECORDS"]))
+    state.replayer = SpoolReplayer(spool, {
+        HOOK_CALL: partial(replay_hook_call, state.database),
+        FEEDBACK: partial(replay_feedback, state.database, int(app.config["FEEDBACK_MAX_UNKNOWN_PER_DAY"])),
+    }, float(app.config["SPOOL_RETRY_SECONDS"]))
+    state.recorder = DatabaseRecorder(state.database, all_calls=bool(app.config["AUDIT_ALL_CALLS"]),
+                                      replayer=state.replayer)

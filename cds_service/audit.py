@@ -1,22 +1,36 @@
 """The durable audit trail: a Recorder that writes hook calls and their cards to the database.
 
-Recording is best effort by design: the EHR's call has already been answered in substance when
-the recorder runs, so a database error is logged (type only, no PHI), counted, and swallowed.
+The EHR's call has already been answered in substance when the recorder runs, so recording
+never raises into it. A row is built as plain data (:func:`hook_call_row`), made storable
+(:mod:`.storage_safety`) and written idempotently (:func:`write_hook_call`, keyed by
+``record_key``). When the database cannot take it, the row goes to the local spool
+(:mod:`.spool`) and is written when the database is back; only when the spool fails too is a
+record lost, and that is logged (type only, no PHI) and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from .db import Database
 from .decision import Decision
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
+from .spool import SpoolReplayer
+from .storage_safety import log_safe, storable
 
 log = logging.getLogger(__name__)
+
+HOOK_CALL = "hook_call"  # spool record kind
 
 
 def _order_ids(call: HookCall) -> list[str]:
@@ -29,7 +43,7 @@ def _order_ids(call: HookCall) -> list[str]:
     return ids
 
 
-def alert_from(decision: Decision, card: dict, when: datetime) -> Alert:
+def alert_values(decision: Decision, card: dict, when: datetime) -> dict[str, Any]:
     order = decision.order
     drug = order.medication.drug
     family = decision.family
@@ -38,56 +52,110 @@ def alert_from(decision: Decision, card: dict, when: datetime) -> Alert:
          "display": m.indication.code.display, "source": m.indication.source, "family": m.family.id}
         for m in decision.matches
     ]
-    return Alert(
-        created_at=when,
-        card_uuid=str(card.get("uuid")),
-        order_id=order.order_ref,
-        drug=drug.id if drug else None,
-        drug_label=drug.label if drug else None,
-        route=order.route.explanation,
-        indication_codes=codes,
-        indication_family=family.id if family else None,
-        indication_family_label=family.label if family else None,
-        policy_id=decision.policy_choice.policy.id,
-        policy_section=decision.section_id,
-        decision_kind=decision.kind,
-        summary=str(card.get("summary", ""))[:300],
-        indicator=str(card.get("indicator", "")),
-        card=card,
-    )
+    return {
+        "created_at": when,
+        "card_uuid": str(card.get("uuid")),
+        "order_id": order.order_ref,
+        "drug": drug.id if drug else None,
+        "drug_label": drug.label if drug else None,
+        "route": order.route.explanation,
+        "indication_codes": codes,
+        "indication_family": family.id if family else None,
+        "indication_family_label": family.label if family else None,
+        "policy_id": decision.policy_choice.policy.id,
+        "policy_section": decision.section_id,
+        "decision_kind": decision.kind,
+        "summary": str(card.get("summary", ""))[:300],
+        "indicator": str(card.get("indicator", "")),
+        "card": card,
+    }
+
+
+def hook_call_row(call: HookCall, now: datetime, record_key: str) -> dict[str, Any]:
+    """The audit record of one call as plain data (JSON-able apart from the datetimes)."""
+    return {
+        "record_key": record_key,
+        "recorded_at": now,
+        "hook_instance": call.request.hook_instance,
+        "service_id": call.service.id,
+        "hook": call.request.hook,
+        "client_iss": call.client_iss,
+        "patient_id": call.request.patient_id,
+        "order_ids": _order_ids(call),
+        "card_count": len(call.evaluation.cards),
+        "latency_ms": round(call.latency_ms, 2),
+        "alerts": [alert_values(d, card, now) for d, card in call.evaluation.carded_decisions()],
+    }
+
+
+def _as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def write_hook_call(session: Session, row: dict[str, Any]) -> bool:
+    """Insert the call and its alerts unless ``record_key`` is already stored; True if new."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {k: v for k, v in row.items() if k != "alerts"}
+    values["recorded_at"] = _as_datetime(values["recorded_at"])
+    stmt = (insert(HookCallRecord).values(**storable(HookCallRecord, values))
+            .on_conflict_do_nothing(index_elements=["record_key"]).returning(HookCallRecord.id))
+    call_id = session.execute(stmt).scalar()
+    if call_id is None:
+        return False
+    for alert in row["alerts"]:
+        alert = dict(alert, created_at=_as_datetime(alert["created_at"]), hook_call_id=call_id)
+        session.execute(insert(Alert).values(**storable(Alert, alert))
+                        .on_conflict_do_nothing(index_elements=["card_uuid"]))
+    return True
+
+
+def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
+    with database.session() as session:
+        write_hook_call(session, row)
 
 
 class DatabaseRecorder:
-    """Writes a hook call and one Alert per card in a single transaction."""
+    """Writes a hook call and one Alert per card in a single transaction, or spools them."""
 
-    def __init__(self, database: Database, *, all_calls: bool = False) -> None:
+    def __init__(self, database: Database, *, all_calls: bool = False,
+                 replayer: SpoolReplayer | None = None) -> None:
         self.database = database
         self.all_calls = all_calls
-        self.failures = 0  # per process; see docs/review.md
+        self.replayer = replayer
+        # Per process; see docs/review.md. failures: database writes that failed;
+        # spooled: of those, kept in the spool for replay; lost: neither written nor spooled.
+        self.failures = 0
+        self.spooled = 0
+        self.lost = 0
         self._lock = threading.Lock()
 
     def record_hook_call(self, call: HookCall) -> None:
-        evaluation = call.evaluation
-        if not evaluation.cards and not self.all_calls:
+        if not call.evaluation.cards and not self.all_calls:
             return
         try:
-            now = datetime.now(UTC)
-            record = HookCallRecord(
-                recorded_at=now,
-                hook_instance=call.request.hook_instance,
-                service_id=call.service.id,
-                hook=call.request.hook,
-                client_iss=call.client_iss,
-                patient_id=call.request.patient_id,
-                order_ids=_order_ids(call),
-                card_count=len(evaluation.cards),
-                latency_ms=round(call.latency_ms, 2),
-            )
-            record.alerts = [alert_from(d, card, now) for d, card in evaluation.carded_decisions()]
-            with self.database.session() as session:
-                session.add(record)
+            row = hook_call_row(call, datetime.now(UTC), str(uuid.uuid4()))
         except Exception as exc:  # never fail the EHR's call
+            self._count_lost(exc, call)
+            return
+        try:
+            with self.database.session() as session:
+                write_hook_call(session, row)
+        except Exception as exc:  # never fail the EHR's call
+            kept = self.replayer is not None and self.replayer.keep(HOOK_CALL, row)
             with self._lock:
                 self.failures += 1
-            log.error("audit record failed: %s (hookInstance=%s, failures=%d)",
-                      type(exc).__name__, call.request.hook_instance, self.failures)
+                self.spooled += kept
+                self.lost += not kept
+            log.error("audit record failed: %s (hookInstance=%s, failures=%d, %s)",
+                      type(exc).__name__, log_safe(call.request.hook_instance), self.failures,
+                      "kept in the spool for replay" if kept else "record lost")
+            return
+        if self.replayer is not None:
+            self.replayer.after_success()
+
+    def _count_lost(self, exc: Exception, call: HookCall) -> None:
+        with self._lock:
+            self.failures += 1
+            self.lost += 1
+        log.error("audit record failed: %s (hookInstance=%s, failures=%d, record lost)",
+                  type(exc).__name__, log_safe(call.request.hook_instance), self.failures)

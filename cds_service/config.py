@@ -74,6 +74,18 @@ DEFAULTS: dict[str, object] = {
     "AUDIT_ALL_CALLS": False,  # record every hook call, with or without a card
     "AUDIT_RETENTION_DAYS": 365,  # `cds-service purge` deletes records older than this
     "DB_AUTO_UPGRADE": True,  # run the Alembic migrations when the app starts
+    # Local spool for audit and feedback records the database could not take (docs/review.md).
+    # The file is cds-spool-<hash of DATABASE_URL>.sqlite3 in SPOOL_DIR (empty: the instance
+    # folder), so records only ever go to the database they were meant for. Mode 0600.
+    "SPOOL_DIR": "",
+    "SPOOL_MAX_RECORDS": 100_000,  # beyond this, audit records are lost (counted) and feedback gets 503
+    "SPOOL_RETRY_SECONDS": 5,  # how often a process with spooled records retries the database
+    # Feedback limits: longer userComment gets 400; more items per request gets 400.
+    "FEEDBACK_MAX_COMMENT_CHARS": 2000,
+    "FEEDBACK_MAX_ITEMS": 100,
+    # Feedback for cards this service never issued: stored without free text (no userComment,
+    # no reason display), and at most this many such rows per service in 24 hours.
+    "FEEDBACK_MAX_UNKNOWN_PER_DAY": 1000,
     # Session-cookie secret for /review. Empty: generated once and kept in the instance folder.
     "SECRET_KEY": "",
     "REVIEW_PAGE_SIZE": 50,

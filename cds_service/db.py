@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
+PG_CONNECT_TIMEOUT_S = 5  # a database that does not answer sends records to the spool, not the EHR waiting
 
 
 def database_url(config: dict, instance_path: str) -> str:
@@ -27,8 +28,10 @@ def database_url(config: dict, instance_path: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine that never puts SQL parameters (request text, comments) into errors or logs."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        _private_sqlite_file(url)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -40,7 +43,20 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True,
+                         pool_timeout=PG_CONNECT_TIMEOUT_S,
+                         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 before SQLite does (its -wal and -shm files copy its mode)."""
+    from sqlalchemy.engine import make_url
+
+    from .spool import create_private_file
+
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        create_private_file(Path(database))
 
 
 class Database:
@@ -93,7 +109,11 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         return
     import fcntl
 
-    with open(f"{database}.migrate-lock", "a") as handle:
+    from .spool import create_private_file
+
+    lock_path = Path(f"{database}.migrate-lock")
+    create_private_file(lock_path)
+    with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

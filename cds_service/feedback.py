@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .errors import ApiError, Issue
 from .models import Alert, Feedback
 from .services import SERVICES
+from .storage_safety import storable
 
+log = logging.getLogger(__name__)
 bp = Blueprint("cds_feedback", __name__)
 
+FEEDBACK = "feedback"  # spool record kind
+RETRY_AFTER_SECONDS = 30
 OUTCOMES = ("accepted", "overridden")
+# Years whose times convert to UTC and back on every offset (the OpenAPI pattern says the same).
+YEAR_PATTERN = re.compile(r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-")
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -43,12 +51,19 @@ class FeedbackItem:
 
     def idempotency_key(self, service_id: str) -> str:
         text = json.dumps([service_id, self.normalized()], sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def from_normalized(cls, data: dict[str, Any]) -> FeedbackItem:
+        return cls(card=data["card"], outcome=data["outcome"],
+                   accepted_suggestions=tuple(data["acceptedSuggestions"]), reason=data["reason"],
+                   user_comment=data["userComment"],
+                   outcome_timestamp=datetime.fromisoformat(data["outcomeTimestamp"]))
 
 
 def parse_rfc3339(value: Any) -> datetime | None:
-    """An RFC 3339 date-time with a time zone offset, or None."""
-    if not isinstance(value, str) or "T" not in value.upper():
+    """An RFC 3339 date-time with a time zone offset in years 1000-9998, or None."""
+    if not isinstance(value, str) or "T" not in value.upper() or not YEAR_PATTERN.match(value):
         return None
     try:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -61,7 +76,7 @@ def _nonempty_str(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
-def _item_issues(index: int, item: Any) -> list[Issue]:
+def _item_issues(index: int, item: Any, max_comment: int) -> list[Issue]:
     where = f"feedback[{index}]"
 
     def issue(field: str, message: str) -> Issue:
@@ -97,16 +112,22 @@ def _item_issues(index: int, item: Any) -> list[Issue]:
                 issues.append(issue("overrideReason.reason.display", "must be a string"))
             if "userComment" in override and not isinstance(comment, str):
                 issues.append(issue("overrideReason.userComment", "must be a string"))
+            elif isinstance(comment, str) and len(comment) > max_comment:
+                issues.append(issue("overrideReason.userComment",
+                                    f"longer than the limit of {max_comment} characters"))
     if parse_rfc3339(item.get("outcomeTimestamp")) is None:
         issues.append(issue("outcomeTimestamp", "an RFC 3339 date-time with a time zone is required"))
     return issues
 
 
-def parse_feedback(body: Any) -> list[FeedbackItem]:
+def parse_feedback(body: Any, max_items: int = 100, max_comment: int = 2000) -> list[FeedbackItem]:
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise ApiError.single(400, "The body must be a JSON object with a non-empty 'feedback' array.",
                               expression=("feedback",))
-    issues = [i for n, item in enumerate(body["feedback"]) for i in _item_issues(n, item)]
+    if len(body["feedback"]) > max_items:
+        raise ApiError.single(400, f"At most {max_items} feedback items are accepted per request.",
+                              expression=("feedback",))
+    issues = [i for n, item in enumerate(body["feedback"]) for i in _item_issues(n, item, max_comment)]
     if issues:
         raise ApiError(400, issues)
     items = []
@@ -124,40 +145,78 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
     return items
 
 
-def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], client_iss: str | None) -> int:
+def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], client_iss: str | None,
+                   max_unknown_per_day: int = 1000, received_at: datetime | None = None) -> int:
     """Insert items not seen before; returns how many were new."""
+    with database.session() as session:
+        return write_feedback(session, service_id, items, client_iss, received_at or datetime.now(UTC),
+                              max_unknown_per_day)
+
+
+def write_feedback(session: Session, service_id: str, items: list[FeedbackItem], client_iss: str | None,
+                   received_at: datetime, max_unknown_per_day: int) -> int:
+    """Insert items not seen before (idempotency key); feedback on unknown cards kept minimal and capped."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    now = datetime.now(UTC)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    cards = {i.card for i in items}
+    rows = session.execute(select(Alert.card_uuid, Alert.card).where(Alert.card_uuid.in_(cards)))
+    offered = {card_uuid: card for card_uuid, card in rows}
+    unknown_room = _unknown_room(session, service_id, received_at, max_unknown_per_day) \
+        if any(i.card not in offered for i in items) else 0
     new = 0
-    with database.session() as session:
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-        cards = {i.card for i in items}
-        rows = session.execute(select(Alert.card_uuid, Alert.card).where(Alert.card_uuid.in_(cards)))
-        offered = {card_uuid: card for card_uuid, card in rows}
-        known = set(offered)
-        for item in items:
-            reason = dict(item.reason or {})
-            if reason and not reason.get("display"):  # the sandbox sends no display
-                reason["display"] = _offered_display(offered.get(item.card), reason)
-            stmt = insert(Feedback).values(
-                idempotency_key=item.idempotency_key(service_id),
-                received_at=now,
-                service_id=service_id,
-                card_uuid=item.card,
-                unknown_card=item.card not in known,
-                outcome=item.outcome,
-                accepted_suggestions=list(item.accepted_suggestions),
-                override_system=reason.get("system"),
-                override_code=reason.get("code"),
-                override_display=reason.get("display"),
-                user_comment=item.user_comment,
-                outcome_timestamp=item.outcome_timestamp,
-                client_iss=client_iss,
-            ).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Feedback.id)
-            new += session.execute(stmt).first() is not None
+    for item in items:
+        known = item.card in offered
+        if not known:
+            if unknown_room <= 0:
+                log.warning("feedback for an unknown card not stored: over FEEDBACK_MAX_UNKNOWN_PER_DAY")
+                continue
+            unknown_room -= 1
+        reason = dict(item.reason or {})
+        if not known:  # a card this service never issued: keep no free text
+            reason.pop("display", None)
+        elif reason and not reason.get("display"):  # the sandbox sends no display
+            reason["display"] = _offered_display(offered.get(item.card), reason)
+        values = storable(Feedback, {
+            "idempotency_key": item.idempotency_key(service_id),
+            "received_at": received_at,
+            "service_id": service_id,
+            "card_uuid": item.card,
+            "unknown_card": not known,
+            "outcome": item.outcome,
+            "accepted_suggestions": list(item.accepted_suggestions),
+            "override_system": reason.get("system"),
+            "override_code": reason.get("code"),
+            "override_display": reason.get("display"),
+            "user_comment": item.user_comment if known else None,
+            "outcome_timestamp": item.outcome_timestamp,
+            "client_iss": client_iss,
+        })
+        stmt = (insert(Feedback).values(**values)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Feedback.id))
+        new += session.execute(stmt).first() is not None
     return new
+
+
+def _unknown_room(session: Session, service_id: str, now: datetime, per_day: int) -> int:
+    stored = session.scalar(select(func.count()).select_from(Feedback).where(
+        Feedback.service_id == service_id, Feedback.unknown_card.is_(True),
+        Feedback.received_at >= now - timedelta(days=1)))
+    return per_day - (stored or 0)
+
+
+def feedback_payload(service_id: str, items: list[FeedbackItem], client_iss: str | None,
+                     received_at: datetime) -> dict[str, Any]:
+    """A feedback request as plain data for the spool."""
+    return {"service_id": service_id, "client_iss": client_iss, "received_at": received_at.isoformat(),
+            "items": [i.normalized() for i in items]}
+
+
+def replay_feedback(database: Any, max_unknown_per_day: int, payload: dict[str, Any]) -> None:
+    items = [FeedbackItem.from_normalized(i) for i in payload["items"]]
+    store_feedback(database, payload["service_id"], items, payload["client_iss"], max_unknown_per_day,
+                   datetime.fromisoformat(payload["received_at"]))
 
 
 def _offered_display(card: dict | None, reason: dict[str, str]) -> str | None:
@@ -173,12 +232,29 @@ def receive_feedback(service_id: str):
     if service_id not in SERVICES:
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
+    config = current_app.config
     body = request.get_json(silent=True)
-    items = parse_feedback(body)
-    database = current_app.extensions["cds"].database
-    if database is None:
+    items = parse_feedback(body, int(config["FEEDBACK_MAX_ITEMS"]), int(config["FEEDBACK_MAX_COMMENT_CHARS"]))
+    state = current_app.extensions["cds"]
+    if state.database is None:
         raise ApiError.single(503, "Feedback storage is not configured on this service.",
                               code="transient")
-    client = g.get("cds_client") or {}
-    stored = store_feedback(database, service_id, items, client.get("iss"))
+    client_iss = (g.get("cds_client") or {}).get("iss")
+    received_at = datetime.now(UTC)
+    replayer = state.replayer
+    try:
+        if replayer is not None and replayer.spool.pending():  # any process's spooled records first,
+            replayer.replay_now()  # so that feedback finds the cards of hook calls spooled before it
+        stored = store_feedback(state.database, service_id, items, client_iss,
+                                int(config["FEEDBACK_MAX_UNKNOWN_PER_DAY"]), received_at)
+    except Exception as exc:  # the database is unavailable or refused the write
+        log.error("feedback write failed: %s", type(exc).__name__)
+        payload = feedback_payload(service_id, items, client_iss, received_at)
+        if replayer is not None and replayer.keep(FEEDBACK, payload):
+            return jsonify({"received": len(items), "stored": 0, "spooled": len(items)})
+        raise ApiError(503, [Issue("Feedback cannot be stored right now; send it again later.",
+                                   "transient")],
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    if replayer is not None:
+        replayer.after_success()
     return jsonify({"received": len(items), "stored": stored})

@@ -22,6 +22,9 @@ class HookCallRecord(Base):
     __tablename__ = "hook_call"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Idempotency key of the record (a UUID made when the call is recorded): a record replayed
+    # from the spool twice is stored once. NULL for rows written before revision 0003.
+    record_key: Mapped[str | None] = mapped_column(String(36), unique=True, index=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     hook_instance: Mapped[str] = mapped_column(String(100), index=True)
     service_id: Mapped[str] = mapped_column(String(100))

@@ -12,6 +12,7 @@ from .hook_request import parse_body, validate_envelope
 from .pipeline import evaluate
 from .recording import HookCall
 from .services import SERVICES
+from .storage_safety import log_safe
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cds", __name__)
@@ -42,7 +43,7 @@ def call_service(service_id: str):
     )
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info("hook=%s service=%s hookInstance=%s cards=%d fast_path=%s ms=%.1f",
-             hook_request.hook, service.id, hook_request.hook_instance, len(evaluation.cards),
+             hook_request.hook, service.id, log_safe(hook_request.hook_instance), len(evaluation.cards),
              evaluation.fast_path, elapsed_ms)
     client = g.get("cds_client") or {}
     state.recorder.record_hook_call(

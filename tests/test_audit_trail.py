@@ -74,7 +74,8 @@ def test_a_recording_failure_still_answers_with_cards_and_is_counted(storage_app
     with caplog.at_level(logging.ERROR):
         cards = call(storage_app.test_client(), body)
     assert len(cards) == 1
-    assert recorder.failures == 1
+    assert (recorder.failures, recorder.spooled, recorder.lost) == (1, 1, 0)
+    assert storage_app.extensions["cds"].replayer.spool.pending() == 1  # kept, not lost
     assert "audit record failed" in caplog.text
     assert "pat-secret-99" not in caplog.text
 

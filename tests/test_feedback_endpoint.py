@@ -120,7 +120,7 @@ def test_signed_feedback_is_accepted_and_stores_the_verified_issuer(tmp_path):
 
 
 def test_an_out_of_range_timestamp_is_400_naming_the_item(storage_app):
-    item = dict(override(U9), outcomeTimestamp="0001-01-01T00:00:00+05:00")
+    item = dict(override(U9), outcomeTimestamp="0001-01-01T00:01:00+03:00")
     response = storage_app.test_client().post(FEEDBACK_URL, json={"feedback": [item]})
     assert response.status_code == 400
     assert "feedback[0].outcomeTimestamp" in response.get_data(as_text=True)
@@ -133,3 +133,66 @@ def test_feedback_with_an_upper_case_card_uuid_joins_its_card(storage_app):
     assert response.status_code == 200
     (row,) = _feedback_rows(storage_app)
     assert (row.card_uuid, row.unknown_card) == (card["uuid"], False)
+
+
+def _spec_validator():
+    from jsonschema import Draft202012Validator
+
+    from cds_service.http_policy import openapi_spec
+
+    spec = openapi_spec()
+    return Draft202012Validator({"$ref": "#/components/schemas/FeedbackRequest",
+                                 "components": spec["components"]})
+
+
+def test_timestamps_the_app_refuses_are_the_ones_the_openapi_description_refuses(storage_app):
+    client = storage_app.test_client()
+    validator = _spec_validator()
+    cases = {"0001-01-01T00:01:00+03:00": 400, "9999-12-31T23:00:00-05:00": 400,
+             "1000-01-01T00:30:00+03:00": 200, "9998-12-31T23:00:00-05:00": 200,
+             "2026-11-20T10:00:00Z": 200}
+    for when, status in cases.items():
+        body = {"feedback": [override(str(uuid.uuid4()), when=when)]}
+        assert client.post(FEEDBACK_URL, json=body).status_code == status, when
+        assert validator.is_valid(body) is (status == 200), when
+
+
+def test_a_comment_over_the_limit_is_400_naming_the_field(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]
+    limit = storage_app.config["FEEDBACK_MAX_COMMENT_CHARS"]
+    too_long = {"feedback": [override(card["uuid"], comment="x" * (limit + 1))]}
+    response = client.post(FEEDBACK_URL, json=too_long)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["feedback[0].overrideReason.userComment"]
+    assert not _spec_validator().is_valid(too_long)
+    at_limit = {"feedback": [override(card["uuid"], comment="x" * limit)]}
+    assert client.post(FEEDBACK_URL, json=at_limit).status_code == 200
+    assert _feedback_rows(storage_app)[0].user_comment == "x" * limit
+
+
+def test_more_items_than_the_limit_is_400(storage_app):
+    limit = storage_app.config["FEEDBACK_MAX_ITEMS"]
+    body = {"feedback": [override(str(uuid.uuid4())) for _ in range(limit + 1)]}
+    assert storage_app.test_client().post(FEEDBACK_URL, json=body).status_code == 400
+    assert not _spec_validator().is_valid(body)
+    assert _feedback_rows(storage_app) == []
+
+
+def test_feedback_for_unknown_cards_keeps_no_free_text_and_is_capped_per_day(database_url, tmp_path):
+    from cds_service import create_app
+
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": database_url,
+                      "SECRET_KEY": "s", "SPOOL_DIR": str(tmp_path), "FEEDBACK_MAX_UNKNOWN_PER_DAY": 2})
+    client = app.test_client()
+    sent = [override(str(uuid.uuid4()), comment="a patient's name, maybe") for _ in range(3)]
+    for item in sent:
+        item["overrideReason"]["reason"]["display"] = "free text from the client"
+        assert client.post(FEEDBACK_URL, json={"feedback": [item]}).status_code == 200
+    rows = _feedback_rows(app)
+    assert [r.card_uuid for r in rows] == [i["card"] for i in sent[:2]]
+    assert all(r.unknown_card and r.user_comment is None and r.override_display is None for r in rows)
+    assert rows[0].override_code == "prior-auth-on-file"
+    card = call(client, hook_request())[0]  # feedback on issued cards is not capped
+    assert client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"], comment="ok")]}
+                       ).get_json()["stored"] == 1

@@ -1,0 +1,65 @@
+"""Make values safe to store and to log, identically on SQLite and PostgreSQL.
+
+Request text reaches the database (patientId, hookInstance, order ids, codings, comments).
+PostgreSQL refuses NUL in text, neither database takes a lone UTF-16 surrogate, and PostgreSQL
+refuses strings longer than a ``String(n)`` column while SQLite keeps them. A value that cannot
+be stored must not cost the audit row, so every row passes through :func:`storable` first:
+
+* NUL becomes U+FFFD and lone surrogates become ``?`` (in text and inside JSON values);
+* strings longer than their column are cut to the column's length.
+
+:func:`log_safe` renders request text for a log line: control characters escaped, length capped,
+so a newline in a hookInstance cannot forge a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import DeclarativeBase
+
+REPLACEMENT = "\ufffd"
+LOG_LIMIT = 100
+
+
+def storable_text(value: str, max_length: int | None = None) -> str:
+    if not value.isascii() or "\x00" in value:
+        value = value.replace("\x00", REPLACEMENT).encode("utf-8", "replace").decode("utf-8")
+    if max_length is not None and len(value) > max_length:
+        value = value[:max_length]
+    return value
+
+
+def storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
+
+
+def storable(model: type[DeclarativeBase], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` for an insert into ``model``'s table, every text and JSON column made storable."""
+    columns = model.__table__.columns  # type: ignore[attr-defined]
+    safe = {}
+    for name, value in values.items():
+        column_type = columns[name].type
+        if isinstance(value, str) and isinstance(column_type, String):
+            value = storable_text(value, column_type.length)
+        elif isinstance(column_type, JSON):
+            value = storable_json(value)
+        safe[name] = value
+    return safe
+
+
+def log_safe(value: object, limit: int = LOG_LIMIT) -> str:
+    """Request text for a log line: one line, printable, at most ``limit`` characters."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
