@@ -21,6 +21,7 @@ from .fhir_source import FhirDataSource
 from .gather import DataSource
 from .http_policy import init_http
 from .knowledge import Knowledge, load_knowledge
+from .proxy import init_proxy
 from .recording import NullRecorder, Recorder
 
 __all__ = ["create_app"]
@@ -63,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     init_auth(app)
     init_http(app)
+    init_proxy(app)
     from .feedback import bp as feedback_bp
     from .review import init_review
     from .routes import bp

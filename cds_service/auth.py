@@ -8,15 +8,25 @@ generic OperationOutcome; the reason is logged with ``iss`` and ``jti``, never t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from flask import Flask, current_app, g, request
 
-from .config import as_bool, as_str_list
+from .config import ConfigError, as_bool, as_str_list
 from .errors import ApiError, Issue
-from .replay import InMemoryReplayCache, ReplayCache
+from .replay import (
+    Cooldown,
+    DatabaseReplayCache,
+    InMemoryReplayCache,
+    LocalCooldown,
+    ReplayCache,
+    ReplayStoreUnavailable,
+    SharedCooldown,
+)
 from .trust import KeyNotFound, TrustedClient, build_clients
 
 log = logging.getLogger(__name__)
@@ -43,8 +53,13 @@ class Verifier:
     leeway: float
     max_lifetime: float
     replay_cache: ReplayCache
+    # Public base URLs from configuration; the audience is one of them + the request path.
+    audience_bases: tuple[str, ...] = field(default=())
 
-    def verify(self, token: str, audience: str) -> dict[str, Any]:
+    def audiences(self, path: str) -> list[str]:
+        return [base + path for base in self.audience_bases]
+
+    def verify(self, token: str, audience: str | Sequence[str]) -> dict[str, Any]:
         """Return the verified claims, or raise AuthFailure."""
         try:
             header = jwt.get_unverified_header(token)
@@ -101,10 +116,24 @@ class Verifier:
         return claims
 
 
-def expected_audience() -> str:
-    """The exact URL the client called, as the client saw it (PUBLIC_BASE_URL behind a proxy)."""
-    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
-    return base + request.path if base else request.base_url
+def public_base_urls(value: object) -> tuple[str, ...]:
+    """``PUBLIC_BASE_URL`` as normalised base URLs (one, a list, or comma-separated)."""
+    if value is None or value == "":
+        return ()
+    bases = []
+    for raw in as_str_list(value, "PUBLIC_BASE_URL"):
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"PUBLIC_BASE_URL entries must be http(s)://host[:port][/prefix], not {raw!r}")
+        bases.append(raw.rstrip("/"))
+    return tuple(dict.fromkeys(bases))
+
+
+MISSING_BASE_URL = (
+    "PUBLIC_BASE_URL is required when authentication is on: set CDS_PUBLIC_BASE_URL to the base URL "
+    "CDS clients call (e.g. https://cds.example.org, several comma-separated). The JWT audience is "
+    "checked against it, never against the request's Host or X-Forwarded-* headers."
+)
 
 
 def _bearer_token() -> str | None:
@@ -135,7 +164,10 @@ def authenticate_request() -> None:
         log.warning("auth rejected: reason=missing bearer token path=%s", request.path)
         raise _unauthorized(None)
     try:
-        claims = verifier.verify(token, expected_audience())
+        claims = verifier.verify(token, verifier.audiences(request.path))
+    except ReplayStoreUnavailable:
+        raise ApiError(503, [Issue("Authentication is temporarily unavailable.", "transient")],
+                       headers={"Retry-After": "5"}) from None
     except AuthFailure as failure:
         log.warning("auth rejected: reason=%s iss=%s jti=%s path=%s", failure.reason,
                     _log_value(failure.iss), _log_value(failure.jti), request.path)
@@ -153,11 +185,29 @@ def init_auth(app: Flask) -> None:
         raise ValueError("JWT_ALGORITHMS must be asymmetric algorithms; none and HS* are not allowed")
     if not cfg["AUTH_ENABLED"]:
         return
+    bases = public_base_urls(cfg.get("PUBLIC_BASE_URL"))
+    if not bases:
+        raise ConfigError(MISSING_BASE_URL)
+    state = app.extensions.get("cds")
+    database = getattr(state, "database", None)
+    cooldown: Cooldown = SharedCooldown(database) if database is not None else LocalCooldown()
     app.extensions["cds_auth"] = Verifier(
-        clients=build_clients(cfg, sandbox=cfg["SANDBOX_CLIENT_ENABLED"]),
+        clients=build_clients(cfg, sandbox=cfg["SANDBOX_CLIENT_ENABLED"], cooldown=cooldown),
         algorithms=algorithms,
         leeway=float(cfg["JWT_LEEWAY_SECONDS"]),
         max_lifetime=float(cfg["JWT_MAX_LIFETIME_SECONDS"]),
-        replay_cache=InMemoryReplayCache(int(cfg["JTI_CACHE_SIZE"])),
+        replay_cache=_replay_cache(cfg, database),
+        audience_bases=bases,
     )
     app.before_request(authenticate_request)
+
+
+def _replay_cache(cfg: Mapping[str, Any], database: Any) -> ReplayCache:
+    """The database when the service has one (shared by workers and instances), else memory."""
+    local = InMemoryReplayCache(int(cfg["JTI_CACHE_SIZE"]))
+    if database is None:
+        log.warning("no database (AUDIT_ENABLED=false): the jti replay cache is per process; a "
+                    "token replayed to another worker or instance is not detected")
+        return local
+    fallback = as_bool(cfg["JTI_STORE_FALLBACK_TO_MEMORY"], "JTI_STORE_FALLBACK_TO_MEMORY")
+    return DatabaseReplayCache(database, local, fallback_to_memory=fallback)

@@ -159,8 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:  # a setting that stops start-up: the message, no traceback
+        print(f"cds-service: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,9 +28,17 @@ DEFAULTS: dict[str, object] = {
     "SERVE_MAX_CONNECTIONS": 1000,
     # Largest request line plus headers (bytes); larger gets 431 with an OperationOutcome.
     "SERVE_MAX_HEADER_BYTES": 64 * 1024,
-    # Public base URL of the service (scheme://host[:port][/prefix]) used for absolute
-    # links and JWT audience checks behind a proxy. Empty: derived from the request.
+    # Public base URL of the service (scheme://host[:port][/prefix]) as CDS clients call it:
+    # the JWT audience is this + the request path, never the request's Host header. Required
+    # when AUTH_ENABLED; several (a list, or comma-separated) when clients use several names.
     "PUBLIC_BASE_URL": "",
+    # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted
+    # (werkzeug ProxyFix counts). 0 = the header is ignored; set only behind your own proxy.
+    "PROXY_FIX_X_FOR": 0,  # X-Forwarded-For (client address, e.g. for login throttling)
+    "PROXY_FIX_X_PROTO": 0,  # X-Forwarded-Proto (https behind a TLS-terminating proxy)
+    "PROXY_FIX_X_HOST": 0,  # X-Forwarded-Host
+    "PROXY_FIX_X_PORT": 0,  # X-Forwarded-Port
+    "PROXY_FIX_X_PREFIX": 0,  # X-Forwarded-Prefix (the service mounted under a path)
     # FHIR-server access for data the request does not carry (docs/data-access.md).
     # Seconds allowed for one HTTP request to fhirServer (connect, and each read).
     "FHIR_REQUEST_TIMEOUT": 0.8,
@@ -64,8 +72,14 @@ DEFAULTS: dict[str, object] = {
     "JWKS_TIMEOUT_SECONDS": 5,
     "JWKS_CACHE_SECONDS": 300,
     "JWKS_REFRESH_COOLDOWN_SECONDS": 30,
-    # Most jti values remembered by the in-process replay cache (per worker process).
+    # Most jti values remembered by the in-process replay cache (per worker process). With
+    # storage on (AUDIT_ENABLED), seen jtis are also kept in the database, shared by every
+    # worker and instance; the in-process cache is then a first, local check.
     "JTI_CACHE_SIZE": 100_000,
+    # When the database cannot be reached to record a jti: true = accept on the strength of
+    # the in-process cache alone (logged; replays to *other* processes go undetected during
+    # the outage), false = refuse the call (401) until the database is back.
+    "JTI_STORE_FALLBACK_TO_MEMORY": True,
     # --- CORS: browser origins allowed to call the API (e.g. https://sandbox.cds-hooks.org) ---
     "CORS_ORIGINS": [],
     # Audit trail and feedback storage. Empty DATABASE_URL: SQLite in the instance folder.
@@ -93,6 +107,10 @@ DEFAULTS: dict[str, object] = {
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting that stops start-up; ``cds-service`` prints the message and exits non-zero."""
 
 
 def as_bool(value: object, key: str) -> bool:

@@ -96,3 +96,25 @@ class Reviewer(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SeenToken(Base):
+    """A JWT ``(iss, jti)`` already accepted, kept until the token expires (replay protection).
+
+    ``token_key`` is a SHA-256 of ``iss`` and ``jti`` (fixed length, whatever the client sends);
+    its uniqueness is what lets only one worker or instance accept a token.
+    """
+
+    __tablename__ = "seen_token"
+
+    token_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since the epoch
+
+
+class SharedCooldown(Base):
+    """A named "not again before" time shared by all workers (e.g. JWKS refreshes)."""
+
+    __tablename__ = "shared_cooldown"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    not_before: Mapped[float] = mapped_column(Float)  # seconds since the epoch

@@ -13,6 +13,7 @@ from .cds_response_rules import discovery_problems, response_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fhir_fixtures"
+TEST_PUBLIC_BASE_URL = "http://localhost"  # where the Flask test client sends requests
 
 
 class SpecCheckingClient(FlaskClient):
@@ -54,12 +55,16 @@ def load_json(path: Path):
 
 @pytest.fixture(scope="session", autouse=True)
 def _storage_outside_the_work_tree(tmp_path_factory):
-    """Apps built without DATABASE_URL / SECRET_KEY keep their data in a temp dir, not instance/."""
+    """Apps built without DATABASE_URL / SECRET_KEY keep their data in a temp dir, not instance/.
+
+    Apps with authentication on need PUBLIC_BASE_URL; the Flask test client calls http://localhost.
+    """
     folder = tmp_path_factory.mktemp("default-storage")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CDS_DATABASE_URL", f"sqlite:///{folder / 'audit.sqlite3'}")
         patch.setenv("CDS_SECRET_KEY", "test-session-secret")
         patch.setenv("CDS_SPOOL_DIR", str(folder))
+        patch.setenv("CDS_PUBLIC_BASE_URL", TEST_PUBLIC_BASE_URL)
         yield
 
 

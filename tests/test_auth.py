@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from cds_service import cli, create_app
+from cds_service.config import ConfigError
 from cds_service.replay import InMemoryReplayCache
-from cds_service.trust import SANDBOX_ISS, SANDBOX_JKU
+from cds_service.trust import SANDBOX_ISS, SANDBOX_JKU, FileKeySource
 
 from .conftest import FIXTURES, load_json
 from .jwt_support import (
@@ -28,6 +29,7 @@ from .jwt_support import (
     sign,
     unsigned,
 )
+from .servers import free_port
 
 DISCOVERY = f"{BASE}/cds-services"
 SERVICE = f"{BASE}/cds-services/iv-anesthetics-order-sign"
@@ -112,6 +114,86 @@ def test_public_base_url_sets_the_audience(jwks_file):
     public = "https://cds.example.org/api/cds-services"
     assert http.get("/cds-services", headers=bearer(sign(EC, claims(public)))).status_code == 200
     assert_refused(http.get("/cds-services", headers=bearer(sign(EC, claims(DISCOVERY)))))
+
+
+def test_several_public_base_urls_each_give_an_audience(jwks_file):
+    app = make_app(jwks_file, PUBLIC_BASE_URL="https://cds.example.org, https://cds-2.example.org/x")
+    http = app.test_client()
+    for base in ("https://cds.example.org", "https://cds-2.example.org/x"):
+        token = sign(EC, claims(f"{base}/cds-services"))
+        assert http.get("/cds-services", headers=bearer(token)).status_code == 200
+    assert_refused(http.get("/cds-services", headers=bearer(sign(EC, claims(DISCOVERY)))))
+
+
+# --- the audience never comes from the client's headers (issue 9 section 3) -----------------
+
+OTHER_DEPLOYMENT = "https://cds.other.example.org"
+FORWARDED_AS_OTHER = {"Host": "cds.other.example.org", "X-Forwarded-Proto": "https",
+                      "X-Forwarded-Host": "cds.other.example.org"}
+
+
+@pytest.mark.parametrize("proxy", [{}, {"PROXY_FIX_X_PROTO": 1, "PROXY_FIX_X_HOST": 1}],
+                         ids=["no-proxy", "behind-a-configured-proxy"])
+def test_a_token_for_another_deployment_sent_with_its_host_headers_is_refused(jwks_file, proxy):
+    http = make_app(jwks_file, **proxy).test_client()
+    for path in ("/cds-services", "/cds-services/iv-anesthetics-order-sign"):
+        token = sign(EC, claims(OTHER_DEPLOYMENT + path))
+        response = http.get(path, headers={**bearer(token), **FORWARDED_AS_OTHER})
+        assert_refused(response)
+        response = http.get(path, base_url=OTHER_DEPLOYMENT, headers=bearer(sign(EC, claims(OTHER_DEPLOYMENT + path))))
+        assert_refused(response)
+    ours = sign(EC, claims(DISCOVERY))
+    assert http.get("/cds-services", headers={**bearer(ours), **FORWARDED_AS_OTHER}).status_code == 200
+
+
+def test_auth_on_without_a_public_base_url_refuses_to_start(monkeypatch, jwks_file):
+    monkeypatch.delenv("CDS_PUBLIC_BASE_URL")
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL is required"):
+        make_app(jwks_file)
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL is required"):
+        make_app(jwks_file, PUBLIC_BASE_URL=" , ")
+
+
+def test_auth_off_needs_no_public_base_url(monkeypatch):
+    monkeypatch.delenv("CDS_PUBLIC_BASE_URL")
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False})
+    assert app.test_client().get("/cds-services").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["cds.example.org", "ftp://cds.example.org", "https://", "https://h/?q=1"])
+def test_a_malformed_public_base_url_fails_fast(jwks_file, bad):
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        make_app(jwks_file, PUBLIC_BASE_URL=bad)
+
+
+def test_serve_without_a_public_base_url_prints_why_and_exits_nonzero(tmp_path, jwks_file):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "CDS_PUBLIC_BASE_URL"}
+    env["CDS_TRUSTED_CLIENTS"] = json.dumps([{"iss": ISS, "jwks_file": str(jwks_file)}])
+    argv = [str(Path(sys.executable).parent / "cds-service"), "serve", "--port", str(free_port())]
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "PUBLIC_BASE_URL is required" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_forwarded_proto_is_ignored_unless_a_proxy_is_configured(jwks_file):
+    headers = {**bearer(sign(EC, claims(DISCOVERY))), "X-Forwarded-Proto": "https"}
+    assert "Strict-Transport-Security" not in make_app(jwks_file).test_client().get(
+        "/cds-services", headers=headers).headers
+    behind_proxy = make_app(jwks_file, PROXY_FIX_X_PROTO=1).test_client()
+    headers = {**bearer(sign(EC, claims(DISCOVERY))), "X-Forwarded-Proto": "https"}
+    assert "Strict-Transport-Security" in behind_proxy.get("/cds-services", headers=headers).headers
+
+
+@pytest.mark.parametrize("bad", [-1, "two", True])
+def test_a_bad_proxy_count_fails_fast(jwks_file, bad):
+    with pytest.raises(ConfigError, match="PROXY_FIX_X_FOR"):
+        make_app(jwks_file, PROXY_FIX_X_FOR=bad)
 
 
 def test_allowlisted_jku_is_accepted(http):
@@ -240,6 +322,44 @@ def test_token_is_never_logged(http, caplog):
     assert "jti-for-log-test" in text and ISS in text and "InvalidAudienceError" in text
     assert token not in text and token.split(".")[2] not in text
     assert "garbage-token-xyz" not in text
+
+
+# --- JWKS file: unknown kids do not re-read the file every time (issue 9 section 8) --------
+
+def test_unknown_kids_with_a_jwks_file_read_it_at_most_once_per_cooldown(jwks_file, monkeypatch):
+    reads = []
+    original = FileKeySource._load
+    monkeypatch.setattr(FileKeySource, "_load", lambda self: reads.append(1) or original(self))
+    http = make_app(jwks_file).test_client()
+    assert len(reads) == 1  # read at start-up
+    for n in range(200):
+        stranger = ec_key(f"unknown-{n}", "ES384")
+        assert_refused(http.get("/cds-services", headers=bearer(sign(stranger, claims(DISCOVERY)))))
+    assert len(reads) <= 2
+    assert http.get("/cds-services", headers=bearer(sign(EC, claims(DISCOVERY)))).status_code == 200
+
+
+def test_a_rotated_jwks_file_is_picked_up_at_once(tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks(EC)))
+    http = make_app(path).test_client()
+    rotated = ec_key("ec-rotated", "ES384")
+    assert_refused(http.get("/cds-services", headers=bearer(sign(rotated, claims(DISCOVERY)))))
+    path.write_text(json.dumps(jwks(EC, rotated)))
+    assert http.get("/cds-services", headers=bearer(sign(rotated, claims(DISCOVERY)))).status_code == 200
+
+
+def test_file_key_source_reloads_an_unchanged_file_after_the_cooldown(jwks_file):
+    now = [0.0]
+    source = FileKeySource(jwks_file, cooldown=30, clock=lambda: now[0])
+    for _ in range(5):
+        with pytest.raises(Exception, match="unknown kid"):
+            source.key_for("nope")
+    assert source.reads == 1
+    now[0] = 31
+    with pytest.raises(Exception, match="unknown kid"):
+        source.key_for("nope")
+    assert source.reads == 2
 
 
 # --- JWKS URL: caching and one refresh for an unknown kid -----------------------------------
