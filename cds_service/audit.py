@@ -38,19 +38,24 @@ def alert_from(decision: Decision, card: dict, when: datetime) -> Alert:
          "display": m.indication.code.display, "source": m.indication.source, "family": m.family.id}
         for m in decision.matches
     ]
+    drug_id, family_id = (drug.id if drug else None), (family.id if family else None)
+    policy_id = decision.policy_choice.policy.id
     return Alert(
         created_at=when,
         card_uuid=str(card.get("uuid")),
         order_id=order.order_ref,
-        drug=drug.id if drug else None,
+        drug=drug_id,
         drug_label=drug.label if drug else None,
         route=order.route.explanation,
         indication_codes=codes,
-        indication_family=family.id if family else None,
+        indication_family=family_id,
         indication_family_label=family.label if family else None,
-        policy_id=decision.policy_choice.policy.id,
+        policy_id=policy_id,
         policy_section=decision.section_id,
         decision_kind=decision.kind,
+        # Repeated calls for the same order and decision form one alert on the review page.
+        group_key=Alert.key_for(order.order_ref, drug_id, policy_id, decision.section_id,
+                                family_id, decision.kind),
         summary=str(card.get("summary", ""))[:300],
         indicator=str(card.get("indicator", "")),
         card=card,
