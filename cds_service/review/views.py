@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -16,10 +17,13 @@ from sqlalchemy import select
 
 from ..db import Database
 from ..models import Alert, Feedback
-from .auth import authenticate
+from . import throttle
+from .auth import authenticate, end_sessions
 from .chart import bar_chart
 from .forms import DISPOSITIONS, DispositionForm, LoginForm, LogoutForm
 from .queries import OUTCOME_FILTERS, AlertFilter, as_utc, filter_choices, group_members, list_alerts, summarize
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 100_000  # deeper pages are clamped (an offset past 64-bit range would crash the database)
 bp = Blueprint("review", __name__, url_prefix="/review")
@@ -75,18 +79,50 @@ def _safe_next(target: str | None) -> str:
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(_db(), form.username.data or "", form.password.data or "")
+        database, settings = _db(), throttle.ThrottleSettings.from_config(current_app.config)
+        username, address = form.username.data or "", request.remote_addr
+        limits = {throttle.account_key(username): settings.account_limit,
+                  throttle.address_key(address): settings.address_limit}
+        wait = throttle.seconds_locked(database, list(limits))
+        if wait:
+            log.warning("review login refused while locked: account %s, address %s, %.0f s left",
+                        _account_tag(username), address, wait)
+            return _throttled(form, wait)
+        user = authenticate(database, username, form.password.data or "")
         if user is not None:
+            throttle.clear(database, throttle.account_key(username))
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
+        locked = throttle.record_failure(database, limits, settings)
+        log.info("review login failed: account %s, address %s", _account_tag(username), address)
+        if locked:
+            log.warning("review login locked for %.0f s after repeated failures: %s (account %s, address %s)",
+                        settings.lock_seconds, " and ".join(k.split(":")[0] for k in locked),
+                        _account_tag(username), address)
+            return _throttled(form, settings.lock_seconds)
         flash("Unknown username or wrong password.", "error")
     return render_template("review/login.html", form=form), 200 if request.method == "GET" else 401
+
+
+def _account_tag(username: str) -> str:
+    """How logs name an account: a short hash, never the typed username."""
+    return throttle.digest(username)[:12]
+
+
+def _throttled(form: LoginForm, wait: float):
+    minutes = max(1, round(wait / 60))
+    flash(f"Too many failed sign-ins. Sign-in is locked; try again in about {minutes} "
+          f"minute{'s' if minutes != 1 else ''}.", "error")
+    response = current_app.make_response((render_template("review/login.html", form=form), 429))
+    response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+    return response
 
 
 @bp.post("/logout")
 @login_required
 def logout():
     if LogoutForm().validate_on_submit():
+        end_sessions(_db(), current_user.reviewer_id)  # ends this session server side, everywhere
         logout_user()
     return redirect(url_for("review.login"))
 
