@@ -108,3 +108,18 @@ def test_the_session_cookie_is_samesite_lax_httponly_and_secure_when_configured(
     attributes = [part.strip() for part in cookie.split(";")]
     assert "SameSite=Lax" in attributes and "HttpOnly" in attributes
     assert ("Secure" in attributes) is secure
+
+
+def test_spent_throttle_rows_are_deleted_so_the_table_stays_small(database_url):
+    from sqlalchemy import func, select
+
+    from cds_service.models import LoginThrottle
+
+    app = _app(database_url, REVIEW_LOGIN_WINDOW_SECONDS=0.5)
+    client = app.test_client()
+    for n in range(3):
+        _login(client, "wrong password!", username=f"nobody{n}")
+    time.sleep(0.6)
+    _login(client, "wrong password!", username="someone-else", address="10.0.0.9")
+    with app.extensions["cds"].database.session() as session:
+        assert session.scalar(select(func.count()).select_from(LoginThrottle)) == 2  # the last failure's keys

@@ -78,6 +78,10 @@ def record_failure(database: Database, limits: Mapping[str, int], settings: Thro
                 session.execute(update(table).where(table.c.key == key).values(
                     failures=0, window_start=now, locked_until=now + settings.lock_seconds))
                 locked.append(key)
+        # Keep the table small: rows whose window and lock have both run out count for nothing.
+        session.execute(delete(table).where(
+            table.c.window_start < now - settings.window_seconds,
+            (table.c.locked_until.is_(None)) | (table.c.locked_until < now)))
     return locked
 
 
