@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from ..models import Alert, Feedback, HookCallRecord
 
@@ -137,7 +137,8 @@ def list_alerts(session: Session, flt: AlertFilter, limit: int | None = None,
 def group_members(session: Session, alert: Alert) -> list[Alert]:
     """Every call's row of the alert's group, oldest first (the audit trail of one alert)."""
     return list(session.scalars(
-        select(Alert).join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id)
+        select(Alert).options(selectinload(Alert.hook_call))
+        .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id)
         .where(Alert.group_key == alert.group_key, HookCallRecord.patient_id == alert.hook_call.patient_id)
         .order_by(Alert.id)))
 
