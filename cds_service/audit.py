@@ -65,6 +65,9 @@ def alert_values(decision: Decision, card: dict, when: datetime) -> dict[str, An
         "policy_id": decision.policy_choice.policy.id,
         "policy_section": decision.section_id,
         "decision_kind": decision.kind,
+        # Repeated calls for the same order and decision form one alert on the review page.
+        "group_key": Alert.key_for(order.order_ref, drug.id if drug else None, decision.policy_choice.policy.id,
+                                   decision.section_id, family.id if family else None, decision.kind),
         "summary": str(card.get("summary", ""))[:300],
         "indicator": str(card.get("indicator", "")),
         "card": card,

@@ -103,6 +103,14 @@ DEFAULTS: dict[str, object] = {
     # Session-cookie secret for /review. Empty: generated once and kept in the instance folder.
     "SECRET_KEY": "",
     "REVIEW_PAGE_SIZE": 50,
+    # Review login throttle (counts shared through the database, see docs/review.md): failed
+    # logins per account, and per client address, within the window before the key is locked.
+    "REVIEW_LOGIN_MAX_FAILURES": 5,
+    "REVIEW_LOGIN_MAX_FAILURES_PER_ADDRESS": 20,
+    # Seconds over which failures are counted; an older first failure starts the count again.
+    "REVIEW_LOGIN_WINDOW_SECONDS": 900,
+    # Seconds a locked account or address is refused, even with the right password.
+    "REVIEW_LOGIN_LOCK_SECONDS": 900,
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -6,6 +6,8 @@ sent it, codes, and the cards the service itself produced.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
@@ -39,7 +41,12 @@ class HookCallRecord(Base):
 
 
 class Alert(Base):
-    """One card returned, with the decision behind it."""
+    """One card returned, with the decision behind it.
+
+    Every call keeps its own row (the audit trail). The review page shows one alert per
+    *group*: the calls for the same patient (``hook_call.patient_id``) with the same ``group_key``
+    (same draft order and decision), see :meth:`key_for` and ``review/queries.py``.
+    """
 
     __tablename__ = "alert"
 
@@ -64,8 +71,17 @@ class Alert(Base):
     disposition_note: Mapped[str | None] = mapped_column(Text)
     disposition_by: Mapped[str | None] = mapped_column(String(100))
     disposition_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The draft order and decision this card is about; with the patient id it groups the calls.
+    group_key: Mapped[str] = mapped_column(String(64), index=True)
 
     hook_call: Mapped[HookCallRecord] = relationship(back_populates="alerts")
+
+    @staticmethod
+    def key_for(order_id: str, drug: str | None, policy_id: str, policy_section: str | None,
+                indication_family: str | None, decision_kind: str) -> str:
+        """SHA-256 (hex) of the order and decision; migration 0004 backfills with a frozen copy."""
+        parts = [order_id, drug, policy_id, policy_section, indication_family, decision_kind]
+        return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
 class Feedback(Base):
@@ -96,6 +112,8 @@ class Reviewer(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Part of the login session id; bumped at logout (and password reset) to end all sessions.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SeenToken(Base):
@@ -118,3 +136,18 @@ class SharedCooldown(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     not_before: Mapped[float] = mapped_column(Float)  # seconds since the epoch
+
+
+class LoginThrottle(Base):
+    """Failed review-page logins per account or client address, shared by all workers and hosts.
+
+    ``key`` is ``account:<sha256 of the username>`` or ``address:<sha256 of the address>``; times
+    are Unix seconds.
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float)

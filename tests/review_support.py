@@ -49,3 +49,23 @@ def call(client, body: dict[str, Any]) -> list[dict[str, Any]]:
     response = client.post(f"/cds-services/{ORDER_SIGN}", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["cards"]
+
+
+ORDER_SELECT = "iv-anesthetics-order-select"
+
+
+def order_select_request(order_id: str, icd10: str = "G90.511", drug: tuple[str, str] = KETAMINE, *,
+                         patient: str = "pat1") -> dict[str, Any]:
+    """An order-select request for the draft order ``order_id``, as the sandbox sends on each form change."""
+    body = hook_request(icd10, drug, patient=patient)
+    body["hook"] = "order-select"
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["id"] = order_id
+    body["context"]["selections"] = [f"MedicationRequest/{order_id}"]
+    return body
+
+
+def select_call(client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = client.post(f"/cds-services/{ORDER_SELECT}", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["cards"]

@@ -139,7 +139,7 @@ def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_serv
         time.sleep(0.2)
     (csv_file,) = browser.downloads.glob("*.csv")
     lines = csv_file.read_text().splitlines()
-    assert lines[0].startswith("time_utc,card_uuid") and len(lines) == 3
+    assert lines[0].startswith("alert_id,calls_grouped,first_seen_utc") and len(lines) == 3
     assert "policy-exception" in csv_file.read_text()
 
     browser.get(f"{live_server}/review/summary")

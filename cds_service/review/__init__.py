@@ -16,8 +16,10 @@ def init_review(app: Flask) -> None:
     """Register /review when storage is on (it needs the database and a session secret)."""
     if app.extensions["cds"].database is None:
         return
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's defaults hold these keys (SAMESITE = None), so setdefault would do nothing.
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
     # CSRF checks only for /review: the CDS Hooks endpoints are JSON APIs called by EHRs.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     CSRFProtect(app)  # checked for /review requests in views._csrf_for_review_forms

@@ -7,20 +7,58 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased, selectinload
 
-from ..models import Alert, Feedback
+from ..models import Alert, Feedback, HookCallRecord
 
 OUTCOME_FILTERS = {"accepted": "Accepted", "overridden": "Overridden", "none": "No feedback"}
 
 
-def latest_outcome():
-    """The outcome of the newest feedback for the alert's card (NULL when there is none)."""
-    return (select(Feedback.outcome)
-            .where(Feedback.card_uuid == Alert.card_uuid)
-            .order_by(Feedback.outcome_timestamp.desc(), Feedback.id.desc())
-            .limit(1).correlate(Alert).scalar_subquery())
+@dataclass(frozen=True)
+class AlertGroup:
+    """One alert on the review page: the calls for one patient, draft order and decision.
+
+    Each call keeps its own Alert row and card uuid (the audit trail); the group shows the newest
+    card, how many calls there were, and the feedback and disposition of any of its cards.
+    """
+
+    latest: Alert  # the newest call's row (its card is the one shown)
+    calls: int
+    first_seen: datetime
+    last_seen: datetime
+    outcome: str | None  # newest feedback outcome on any card of the group
+    feedback_id: int | None  # that feedback's row
+    disposition: Alert | None  # the member row holding the group's newest disposition
+
+
+def _grouped_calls(flt: AlertFilter):
+    """Per (patient, group key): call count, first/last seen and the newest row, for calls matching ``flt``."""
+    query = (select(HookCallRecord.patient_id.label("patient_id"), Alert.group_key.label("group_key"),
+                    func.count(Alert.id).label("calls"), func.min(Alert.created_at).label("first_seen"),
+                    func.max(Alert.created_at).label("last_seen"), func.max(Alert.id).label("latest_id"))
+             .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id))
+    return flt.apply_to_calls(query).group_by(HookCallRecord.patient_id, Alert.group_key).subquery("grp")
+
+
+def _members(grp):
+    """Alias of the alert rows of the group ``grp`` (any date), for correlated subqueries."""
+    member, call = aliased(Alert), aliased(HookCallRecord)
+    return member, call, (member.group_key == grp.c.group_key) & (call.patient_id == grp.c.patient_id)
+
+
+def _latest_feedback(grp, column):
+    member, call, same_group = _members(grp)
+    return (select(column).join(member, member.card_uuid == Feedback.card_uuid)
+            .join(call, member.hook_call_id == call.id).where(same_group)
+            .order_by(Feedback.outcome_timestamp.desc(), Feedback.id.desc()).limit(1).scalar_subquery())
+
+
+def _disposition_holder(grp):
+    member, call, same_group = _members(grp)
+    return (select(member.id).join(call, member.hook_call_id == call.id)
+            .where(same_group, member.disposition.is_not(None))
+            .order_by(member.disposition_at.desc(), member.id.desc()).limit(1).scalar_subquery())
 
 
 def _date(value: str | None) -> date | None:
@@ -53,7 +91,8 @@ class AlertFilter:
                   "outcome": self.outcome}
         return {k: v for k, v in values.items() if v}
 
-    def apply(self, query: Select) -> Select:
+    def apply_to_calls(self, query: Select) -> Select:
+        """The per-call filters (everything but the outcome, which belongs to the group)."""
         if self.date_from:
             start = datetime.combine(self.date_from, datetime.min.time(), UTC)
             query = query.where(Alert.created_at >= start)
@@ -66,20 +105,56 @@ class AlertFilter:
             query = query.where(Alert.indication_family == self.family)
         if self.policy:
             query = query.where(Alert.policy_id == self.policy)
-        if self.outcome == "none":
-            query = query.where(latest_outcome().is_(None))
-        elif self.outcome:
-            query = query.where(latest_outcome() == self.outcome)
         return query
 
 
 def list_alerts(session: Session, flt: AlertFilter, limit: int | None = None,
-                offset: int = 0) -> list[tuple[Alert, str | None]]:
-    query = flt.apply(select(Alert, latest_outcome().label("outcome")))
-    query = query.order_by(Alert.created_at.desc(), Alert.id.desc()).offset(offset)
+                offset: int = 0) -> list[AlertGroup]:
+    """Alert groups with a call matching the filter, newest last call first.
+
+    Date, drug, family and policy filters select calls (counts and first/last seen are over the
+    matching calls); the outcome filter and the disposition are over the whole group.
+    """
+    grp = _grouped_calls(flt)
+    outcome = _latest_feedback(grp, Feedback.outcome)
+    query = (select(Alert, grp.c.calls, grp.c.first_seen, grp.c.last_seen, outcome.label("outcome"),
+                    _latest_feedback(grp, Feedback.id).label("feedback_id"),
+                    _disposition_holder(grp).label("disposition_id"))
+             .join(grp, Alert.id == grp.c.latest_id))
+    if flt.outcome == "none":
+        query = query.where(outcome.is_(None))
+    elif flt.outcome:
+        query = query.where(outcome == flt.outcome)
+    query = query.order_by(grp.c.last_seen.desc(), Alert.id.desc()).offset(offset)
     if limit is not None:
         query = query.limit(limit)
-    return [(alert, outcome) for alert, outcome in session.execute(query)]
+    rows = session.execute(query).all()
+    holders = _by_id(session, {row.disposition_id for row in rows if row.disposition_id is not None})
+    return [AlertGroup(row.Alert, row.calls, as_utc(row.first_seen), as_utc(row.last_seen), row.outcome,
+                       row.feedback_id, holders.get(row.disposition_id)) for row in rows]
+
+
+def group_members(session: Session, alert: Alert) -> list[Alert]:
+    """Every call's row of the alert's group, oldest first (the audit trail of one alert)."""
+    return list(session.scalars(
+        select(Alert).options(selectinload(Alert.hook_call))
+        .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id)
+        .where(Alert.group_key == alert.group_key, HookCallRecord.patient_id == alert.hook_call.patient_id)
+        .order_by(Alert.id)))
+
+
+def _by_id(session: Session, ids: set[int]) -> dict[int, Alert]:
+    found: dict[int, Alert] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        for alert in session.scalars(select(Alert).where(Alert.id.in_(ordered[start:start + 500]))):
+            found[alert.id] = alert
+    return found
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aggregates come back naive from SQLite; the stored times are UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def filter_choices(session: Session) -> dict[str, list[tuple[str, str]]]:
@@ -110,24 +185,22 @@ class Summary:
 
 
 def summarize(session: Session, flt: AlertFilter) -> Summary:
-    alerts = list_alerts(session, flt)
-    cards = [a.card_uuid for a, _ in alerts]
-    latest: dict[str, Feedback] = {}
-    for chunk_start in range(0, len(cards), 500):
-        chunk = cards[chunk_start:chunk_start + 500]
-        for fb in session.scalars(select(Feedback).where(Feedback.card_uuid.in_(chunk))):
-            seen = latest.get(fb.card_uuid)
-            if seen is None or (fb.outcome_timestamp, fb.id) > (seen.outcome_timestamp, seen.id):
-                latest[fb.card_uuid] = fb
-    summary = Summary(total=len(alerts), with_feedback=len(latest))
-    weeks = Counter(week_start(a.created_at) for a, _ in alerts)
+    """Figures per alert group (one per order and decision), not per call."""
+    groups = list_alerts(session, flt)
+    feedback_ids = sorted({g.feedback_id for g in groups if g.feedback_id is not None})
+    latest: dict[int, Feedback] = {}
+    for chunk_start in range(0, len(feedback_ids), 500):
+        chunk = feedback_ids[chunk_start:chunk_start + 500]
+        latest.update((fb.id, fb) for fb in session.scalars(select(Feedback).where(Feedback.id.in_(chunk))))
+    summary = Summary(total=len(groups), with_feedback=sum(g.feedback_id is not None for g in groups))
+    weeks = Counter(week_start(g.first_seen) for g in groups)
     summary.per_week = [(w.isoformat(), n) for w, n in sorted(weeks.items())]
     reasons: Counter[str] = Counter()
     family_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for alert, _ in alerts:
-        family = alert.indication_family_label or "(no indication family)"
+    for group in groups:
+        family = group.latest.indication_family_label or "(no indication family)"
         family_counts[family][0] += 1
-        fb = latest.get(alert.card_uuid)
+        fb = latest.get(group.feedback_id) if group.feedback_id is not None else None
         if fb is None:
             continue
         family_counts[family][1] += 1
