@@ -87,6 +87,8 @@ class DatabaseRecorder:
             with self.database.session() as session:
                 session.add(record)
         except Exception as exc:  # never fail the EHR's call
+            from .metrics import count_audit_write_failure  # not at import time: see cds_service.metrics
+            count_audit_write_failure()
             with self._lock:
                 self.failures += 1
             log.error("audit record failed: %s (hookInstance=%s, failures=%d)",

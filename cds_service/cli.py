@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             hook = json.loads(body).get("hook") or "order-sign"
         except (ValueError, AttributeError):
             hook = "order-sign"
-    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False})
+    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False, "LOG_LEVEL": "WARNING"})
     response = app.test_client().post(
         f"/cds-services/{_service_for_hook(hook)}", data=body,
         content_type="application/json",
@@ -52,10 +55,46 @@ def startup_warnings(config: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Metrics shared by all worker processes: set up ``PROMETHEUS_MULTIPROC_DIR`` for prometheus-client.
+
+    Must run before prometheus-client is first imported (nothing in ``import cds_service`` imports
+    it). An operator's directory is used and emptied of the last run's files, as prometheus-client
+    requires; without one, a fresh private temporary directory is created.
+    """
+    existing = os.environ.get(MULTIPROC_ENV)
+    if existing:
+        directory = Path(existing)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
+        os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def app_factory(spec: str | None) -> Callable[[], Any]:
+    """The WSGI app factory ``serve`` runs: the service, or ``module:function`` (bench/throughput.py
+    serves a bare Flask app through exactly the same server this way)."""
+    if not spec:
+        from . import create_app
+
+        return create_app
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise SystemExit(f"--app must be module:function, not {spec!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    prepare_multiprocess_dir()  # before anything imports prometheus-client
     from gunicorn.app.base import BaseApplication
 
-    from . import create_app
+    create_app = app_factory(args.app)
 
     class _Server(BaseApplication):
         def __init__(self, options: dict[str, Any]) -> None:
@@ -70,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return create_app()
 
     app = create_app()  # fail fast on bad configuration or knowledge files, before forking
-    for warning in startup_warnings(app.config):
+    for warning in startup_warnings(app.config) if not args.app else []:
         print(f"WARNING: {warning}", file=sys.stderr)
     options = {
         "bind": f"{args.host}:{args.port}",
@@ -155,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     serve.add_argument("--certfile", help="TLS certificate (PEM) for HTTPS")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--app", help=argparse.SUPPRESS)  # module:factory instead of the service (bench/)
     serve.set_defaults(func=cmd_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the response to a hook request, offline")
@@ -177,8 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import KnowledgeError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KnowledgeError as exc:  # one clear line, not a traceback
+        print(f"cds-service: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

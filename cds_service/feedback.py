@@ -180,5 +180,7 @@ def receive_feedback(service_id: str):
         raise ApiError.single(503, "Feedback storage is not configured on this service.",
                               code="transient")
     client = g.get("cds_client") or {}
-    stored = store_feedback(database, service_id, items, client.get("iss"))
+    from .metrics import counting_feedback_failures  # not at import time: see cds_service.metrics
+    with counting_feedback_failures():
+        stored = store_feedback(database, service_id, items, client.get("iss"))
     return jsonify({"received": len(items), "stored": stored})
