@@ -59,6 +59,7 @@ def _storage_outside_the_work_tree(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CDS_DATABASE_URL", f"sqlite:///{folder / 'audit.sqlite3'}")
         patch.setenv("CDS_SECRET_KEY", "test-session-secret")
+        patch.setenv("CDS_LOG_LEVEL", "DEBUG")  # the service's logger passes DEBUG records on to caplog
         yield
 
 
