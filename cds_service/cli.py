@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -74,6 +76,8 @@ def prepare_multiprocess_dir() -> Path:
     else:
         directory = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
         os.environ[MULTIPROC_ENV] = str(directory)
+        owner = os.getpid()  # forked workers inherit the atexit hook; only the creator removes the directory
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(directory, ignore_errors=True))
     return directory
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -156,6 +157,34 @@ def test_metrics_add_up_across_worker_processes(tmp_path):
         scrapes = [requests.get(base + "/metrics", timeout=10).text for _ in range(4)]
     for text in scrapes:
         assert sample(text, "cds_hook_latency_seconds_count", service=ORDER_SIGN, path="out_of_scope") == 20
+
+
+def test_serve_metrics_directory_is_private_and_removed_by_its_creator_only(tmp_path):
+    probe = (
+        "import os, sys\n"
+        "from cds_service.cli import prepare_multiprocess_dir\n"
+        "d = prepare_multiprocess_dir()\n"
+        "print(d, flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)\n"  # a worker leaving runs the inherited atexit hook: the directory must stay
+        "os.waitpid(pid, 0)\n"
+        "print(os.path.isdir(d), flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    directory, still_there_after_child = result.stdout.split()
+    assert still_there_after_child == "True"
+    assert not os.path.exists(directory)  # removed when the creating process exited
+
+
+def test_an_operators_metrics_directory_is_emptied_of_the_last_run(tmp_path, monkeypatch):
+    from cds_service.cli import prepare_multiprocess_dir
+
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_multiprocess_dir() == tmp_path
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_healthz_answers_without_authentication():
