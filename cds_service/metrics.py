@@ -27,8 +27,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 HOOK_LATENCY = Histogram(
     "cds_hook_latency_seconds",
-    "Time to answer a hook call (successful answers), by service and path: out_of_scope = "
-    "answered from the raw-body scan, in_scope = parsed, screened and decided.",
+    "Time to answer a hook call (successful answers, audit write included), by service and path: "
+    "out_of_scope = answered from the raw-body scan, in_scope = parsed, screened and decided.",
     ["service", "path"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
