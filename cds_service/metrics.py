@@ -18,12 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Blueprint, Response, current_app, request
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 
 from .errors import ApiError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus-client chose its value storage when it was first imported: mmapped files shared by all
+# processes if PROMETHEUS_MULTIPROC_DIR was set then, in-process values otherwise. Scrapes follow that
+# choice, not the environment of the moment (which something may have changed since).
+MULTIPROCESS = values.ValueClass is not values.MutexValue
+_MULTIPROC_DIR = os.environ.get(MULTIPROC_ENV) if MULTIPROCESS else None
 
 HOOK_LATENCY = Histogram(
     "cds_hook_latency_seconds",
@@ -104,8 +109,8 @@ def metrics() -> Response:
         raise ApiError.single(403, "Metrics are available only to allowlisted addresses or with the "
                                    "metrics bearer token.")
     registry = REGISTRY
-    if os.environ.get(MULTIPROC_ENV):
+    if MULTIPROCESS:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))  # text or OpenMetrics
     return Response(encoder(registry), content_type=content_type, headers={"Cache-Control": "no-store"})

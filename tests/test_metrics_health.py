@@ -44,6 +44,14 @@ def quiet_app():
     return create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False})
 
 
+def test_scrapes_follow_the_value_storage_not_a_later_environment(quiet_app, monkeypatch, tmp_path):
+    """In-process values stay visible when PROMETHEUS_MULTIPROC_DIR appears after start-up."""
+    client = quiet_app.test_client()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert client.post(SERVICE, json=load_json(OUT_OF_SCOPE)).status_code == 200
+    assert sample(scrape(client), "cds_hook_latency_seconds_count", path="out_of_scope") >= 1
+
+
 def test_hook_latency_is_a_histogram_by_service_and_path(quiet_app):
     client = quiet_app.test_client()
     before = scrape(client)
