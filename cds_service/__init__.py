@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,11 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from flask import Flask
 
 from .auth import init_auth
 from .card_render import CardText
-from .config import DEFAULTS
+from .config import DEFAULTS, as_bool, as_str_list
 from .db import Database, database_url
 from .errors import register_error_handlers
 from .fhir_client import FhirSettings
@@ -24,7 +26,11 @@ from .knowledge import Knowledge, load_knowledge
 from .proxy import init_proxy
 from .recording import NullRecorder, Recorder
 
-__all__ = ["create_app"]
+__all__ = ["KnowledgeError", "create_app"]
+
+
+class KnowledgeError(ValueError):
+    """The knowledge directory (CARDS_DIR) is missing, incomplete or invalid."""
 
 
 @dataclass
@@ -46,14 +52,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
 
+    _init_operations(app)
     cards_dir = Path(app.config["CARDS_DIR"])
-    knowledge = load_knowledge(cards_dir)
+    knowledge, card_text = _load_knowledge(cards_dir)
     if app.config["DEFAULT_POLICY_ID"] not in knowledge.policies:
         raise ValueError(
             f"DEFAULT_POLICY_ID {app.config['DEFAULT_POLICY_ID']!r} is not one of "
             f"{sorted(knowledge.policies)}"
         )
-    card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
     fhir_settings = FhirSettings.from_config(app.config)
     state = ServiceState(
         knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings)
@@ -66,13 +72,52 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_http(app)
     init_proxy(app)
     from .feedback import bp as feedback_bp
+    from .health import init_health
+    from .metrics import bp as metrics_bp
     from .review import init_review
     from .routes import bp
 
     app.register_blueprint(bp)
     app.register_blueprint(feedback_bp)
+    init_health(app)
+    app.register_blueprint(metrics_bp)
     init_review(app)
     return app
+
+
+def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
+    """The knowledge and card text, or one KnowledgeError that says what is wrong and where."""
+    if not cards_dir.is_dir():
+        raise KnowledgeError(f"knowledge directory CARDS_DIR={str(cards_dir)!r} does not exist")
+    try:
+        knowledge = load_knowledge(cards_dir)
+        card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise KnowledgeError(f"knowledge directory {str(cards_dir)!r} is incomplete: "
+                             f"{exc.filename} is missing") from exc
+    except json.JSONDecodeError as exc:
+        raise KnowledgeError(f"knowledge directory {str(cards_dir)!r}: a file is not valid JSON "
+                             f"(line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except (OSError, ValueError, KeyError, TypeError, jsonschema.ValidationError) as exc:
+        detail = getattr(exc, "message", None) or str(exc)
+        raise KnowledgeError(f"knowledge directory {str(cards_dir)!r} is invalid: "
+                             f"{type(exc).__name__}: {detail}"[:500]) from exc
+    return knowledge, card_text
+
+
+def _init_operations(app: Flask) -> None:
+    """Logging and the /metrics settings, normalised and checked before anything else starts."""
+    from .logs import configure_logging
+
+    cfg = app.config
+    configure_logging(cfg["LOG_LEVEL"], cfg["LOG_FORMAT"])
+    cfg["METRICS_ENABLED"] = as_bool(cfg["METRICS_ENABLED"], "METRICS_ENABLED")
+    cfg["METRICS_ALLOW_FROM"] = as_str_list(cfg["METRICS_ALLOW_FROM"], "METRICS_ALLOW_FROM")
+    for network in cfg["METRICS_ALLOW_FROM"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"METRICS_ALLOW_FROM: {network!r} is not an address or network") from None
 
 
 def _init_storage(app: Flask, state: ServiceState) -> None:

@@ -145,6 +145,8 @@ class DatabaseRecorder:
                 write_hook_call(session, row)
         except Exception as exc:  # never fail the EHR's call
             kept = self.replayer is not None and self.replayer.keep(HOOK_CALL, row)
+            from .metrics import count_audit_write_failure  # not at import time: see cds_service.metrics
+            count_audit_write_failure()
             with self._lock:
                 self.failures += 1
                 self.spooled += kept

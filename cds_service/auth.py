@@ -162,6 +162,8 @@ def authenticate_request() -> None:
     token = _bearer_token()
     if token is None:
         log.warning("auth rejected: reason=missing bearer token path=%s", request.path)
+        from .metrics import count_auth_failure  # imported here, not at start-up: see cds_service.metrics
+        count_auth_failure("missing bearer token")
         raise _unauthorized(None)
     try:
         claims = verifier.verify(token, verifier.audiences(request.path))
@@ -171,6 +173,8 @@ def authenticate_request() -> None:
     except AuthFailure as failure:
         log.warning("auth rejected: reason=%s iss=%s jti=%s path=%s", failure.reason,
                     _log_value(failure.iss), _log_value(failure.jti), request.path)
+        from .metrics import count_auth_failure
+        count_auth_failure(failure.reason)
         raise _unauthorized("invalid_token") from None
     g.cds_client = {"iss": claims["iss"], "tenant": claims.get("tenant"), "jti": claims["jti"]}
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
 import json
+import os
+import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             hook = json.loads(body).get("hook") or "order-sign"
         except (ValueError, AttributeError):
             hook = "order-sign"
-    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False})
+    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False, "LOG_LEVEL": "WARNING"})
     response = app.test_client().post(
         f"/cds-services/{_service_for_hook(hook)}", data=body,
         content_type="application/json",
@@ -52,9 +57,48 @@ def startup_warnings(config: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Metrics shared by all worker processes: set up ``PROMETHEUS_MULTIPROC_DIR`` for prometheus-client.
+
+    Must run before prometheus-client is first imported (nothing in ``import cds_service`` imports
+    it). An operator's directory is used and emptied of the last run's files, as prometheus-client
+    requires; without one, a fresh private temporary directory is created.
+    """
+    existing = os.environ.get(MULTIPROC_ENV)
+    if existing:
+        directory = Path(existing)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="cds-metrics-"))
+        os.environ[MULTIPROC_ENV] = str(directory)
+        owner = os.getpid()  # forked workers inherit the atexit hook; only the creator removes the directory
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(directory, ignore_errors=True))
+    return directory
+
+
+def app_factory(spec: str | None) -> Callable[[], Any]:
+    """The WSGI app factory ``serve`` runs: the service, or ``module:function`` (bench/throughput.py
+    serves a bare Flask app through exactly the same server this way)."""
+    if not spec:
+        from . import create_app
+
+        return create_app
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise SystemExit(f"--app must be module:function, not {spec!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from . import create_app
+    prepare_multiprocess_dir()  # before anything imports prometheus-client
     from .serving import ServeOptions, serve
+
+    create_app = app_factory(args.app)
 
     if bool(args.certfile) != bool(args.keyfile):
         raise SystemExit("--certfile and --keyfile go together")
@@ -62,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit("cds-service serve speaks plain HTTP: terminate TLS at a reverse proxy "
                          "(docs/serving.md has an nginx example)")
     app = create_app()  # fail fast on bad configuration or knowledge files, before forking
-    for warning in startup_warnings(app.config):
+    for warning in startup_warnings(app.config) if not args.app else []:
         print(f"WARNING: {warning}", file=sys.stderr)
     # One process with threads by default: the hook mostly waits on the EHR's FHIR server, which
     # threads overlap well. Slow or idle connections cost no thread (cds_service/serving.py).
@@ -137,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     serve.add_argument("--certfile", help=argparse.SUPPRESS)  # refused with a pointer to docs/serving.md
     serve.add_argument("--keyfile", help=argparse.SUPPRESS)
+    serve.add_argument("--app", help=argparse.SUPPRESS)  # module:factory instead of the service (bench/)
     serve.set_defaults(func=cmd_serve)
 
     evaluate = sub.add_parser("evaluate", help="print the response to a hook request, offline")
@@ -159,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import KnowledgeError
     from .config import ConfigError
 
     args = build_parser().parse_args(argv)
@@ -166,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:  # a setting that stops start-up: the message, no traceback
         print(f"cds-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KnowledgeError as exc:  # one clear line, not a traceback
+        print(f"cds-service: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -11,9 +11,21 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+
+def default_cards_dir() -> Path:
+    """The bundled knowledge: ``cds_service/cards`` in an installed wheel, ``./cards`` in a checkout.
+
+    pyproject.toml ships the repository's ``cards/`` as the data package ``cds_service.cards``;
+    a source checkout or an editable install has no such directory and reads ``cards/`` itself.
+    """
+    installed = Path(__file__).resolve().parent / "cards"
+    return installed if installed.is_dir() else REPO_ROOT / "cards"
+
+
 DEFAULTS: dict[str, object] = {
-    # Knowledge: payer policies, value sets, evidence and card text.
-    "CARDS_DIR": str(REPO_ROOT / "cards"),
+    # Knowledge: payer policies, value sets, evidence and card text (a directory laid out like
+    # cards/). Default: the knowledge bundled with the package.
+    "CARDS_DIR": str(default_cards_dir()),
     # Policy applied when no Coverage in the request matches a payer in cards/policies.
     "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
     # Largest request body accepted (bytes); larger bodies get 413.
@@ -111,6 +123,20 @@ DEFAULTS: dict[str, object] = {
     "REVIEW_LOGIN_WINDOW_SECONDS": 900,
     # Seconds a locked account or address is refused, even with the right password.
     "REVIEW_LOGIN_LOCK_SECONDS": 900,
+    # --- Operations (docs/deployment.md) ---
+    # Log level of the cds_service loggers (DEBUG | INFO | WARNING | ERROR); INFO gives one line per hook call.
+    "LOG_LEVEL": "INFO",
+    # Log line format on standard error: json (one JSON object per line) | text.
+    "LOG_FORMAT": "json",
+    # Serve GET /metrics (Prometheus text format)? false: /metrics answers 404.
+    "METRICS_ENABLED": True,
+    # Clients allowed to read /metrics without a token: addresses or networks (CIDR), comma-separated
+    # in the environment. The address is the TCP peer (a proxy on the same host is loopback!).
+    "METRICS_ALLOW_FROM": ["127.0.0.0/8", "::1/128"],
+    # Bearer token that also admits a /metrics scrape from any address. Empty: no token accepted.
+    "METRICS_BEARER_TOKEN": "",
+    # Seconds GET /readyz waits for the database's answer to SELECT 1 before answering 503.
+    "READYZ_DB_TIMEOUT_SECONDS": 1.0,
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -245,8 +245,10 @@ def receive_feedback(service_id: str):
     try:
         if replayer is not None and replayer.spool.pending():  # any process's spooled records first,
             replayer.replay_now()  # so that feedback finds the cards of hook calls spooled before it
-        stored = store_feedback(state.database, service_id, items, client_iss,
-                                int(config["FEEDBACK_MAX_UNKNOWN_PER_DAY"]), received_at)
+        from .metrics import counting_feedback_failures  # not at import time: see cds_service.metrics
+        with counting_feedback_failures():
+            stored = store_feedback(state.database, service_id, items, client_iss,
+                                    int(config["FEEDBACK_MAX_UNKNOWN_PER_DAY"]), received_at)
     except Exception as exc:  # the database is unavailable or refused the write
         log.error("feedback write failed: %s", type(exc).__name__)
         payload = feedback_payload(service_id, items, client_iss, received_at)

@@ -199,8 +199,11 @@ class FhirClient:
         return SearchResult(found, True, "", pages)
 
     def _get(self, url: str, params: dict[str, str] | None, what: str) -> Resource:
+        from .metrics import count_fhir_fetch  # not at import time: see cds_service.metrics
+
         remaining = self.remaining()
         if remaining <= 0.01:
+            count_fhir_fetch("deadline_passed")
             raise FetchError(f"{what}: not requested, the FHIR deadline had passed")
         timeout = min(self.settings.request_timeout, remaining)
         headers = {"Accept": _ACCEPT}
@@ -212,28 +215,38 @@ class FhirClient:
                                    stream=True, allow_redirects=False) as response:
                 status = response.status_code
                 if status != 200:
+                    count_fhir_fetch("http_error")
                     raise FetchError(f"{what}: HTTP {status} from the FHIR server")
                 body = bytearray()
                 for chunk in response.iter_content(16384):
                     body += chunk
                     if len(body) > self.settings.max_response_bytes:
+                        count_fhir_fetch("too_large")
                         raise FetchError(f"{what}: response too large")
                     if time.monotonic() - started > timeout:
+                        count_fhir_fetch("timeout")
                         raise FetchError(f"{what}: timed out after {timeout:.2f} s")
         except requests.Timeout:
+            count_fhir_fetch("timeout")
             raise FetchError(f"{what}: timed out after {timeout:.2f} s") from None
         except requests.ConnectionError:
+            count_fhir_fetch("connect_error")
             raise FetchError(f"{what}: could not connect to the FHIR server") from None
         except requests.RequestException as exc:
+            count_fhir_fetch("request_error")
             raise FetchError(f"{what}: request failed ({type(exc).__name__})") from None
         finally:
             log.debug("FHIR GET %s %.1f ms", what, (time.monotonic() - started) * 1000)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
+            count_fhir_fetch("invalid_response")
             raise FetchError(f"{what}: the FHIR server's response is not valid JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+            count_fhir_fetch("invalid_response")
             raise FetchError(f"{what}: the FHIR server's response is not a FHIR resource")
         if data["resourceType"] == "OperationOutcome":
+            count_fhir_fetch("operation_outcome")
             raise FetchError(f"{what}: the FHIR server answered with an OperationOutcome")
+        count_fhir_fetch("ok")
         return data

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from . import metrics
 from .errors import ApiError
 from .hook_request import parse_body, validate_envelope
-from .pipeline import evaluate
+from .pipeline import Evaluation, evaluate
 from .recording import HookCall
 from .services import SERVICES
-from .storage_safety import log_safe
 
-log = logging.getLogger(__name__)
+hook_log = logging.getLogger("cds_service.hooks")
+_LOGGABLE_ID = re.compile(r"[A-Za-z0-9.:-]{1,64}")  # a UUID, or an id of that shape; never free text
 bp = Blueprint("cds", __name__)
 
 
@@ -42,11 +44,30 @@ def call_service(service_id: str):
         data_source_factory=state.data_source_factory,
     )
     elapsed_ms = (time.perf_counter() - started) * 1000
-    log.info("hook=%s service=%s hookInstance=%s cards=%d fast_path=%s ms=%.1f",
-             hook_request.hook, service.id, log_safe(hook_request.hook_instance), len(evaluation.cards),
-             evaluation.fast_path, elapsed_ms)
     client = g.get("cds_client") or {}
     state.recorder.record_hook_call(
         HookCall(hook_request, service, evaluation, elapsed_ms, client.get("iss"))
     )
+    total = time.perf_counter() - started  # what the EHR waits for, the audit write included
+    metrics.observe_hook(service.id, evaluation.fast_path, total)
+    for decision, _card in evaluation.carded_decisions():
+        family = decision.family
+        metrics.count_card(decision.policy_choice.policy.id, family.id if family else "none", decision.indicator)
+    if hook_log.isEnabledFor(logging.INFO):
+        hook_log.info("hook call", extra={"fields": hook_log_fields(
+            hook_request.hook_instance, service.id, evaluation, total * 1000)})
     return jsonify({"cards": evaluation.cards})
+
+
+def hook_log_fields(hook_instance: str, service_id: str, evaluation: Evaluation, latency_ms: float) -> dict:
+    """The structured fields of the one log line per hook call: no patient, user, token or free text."""
+    policies = sorted({d.policy_choice.policy.id for d in evaluation.decisions})
+    return {
+        "hookInstance": hook_instance if _LOGGABLE_ID.fullmatch(hook_instance) else "(not an id)",
+        "service": service_id,
+        "path": "out_of_scope" if evaluation.fast_path else "in_scope",
+        "latency_ms": round(latency_ms, 2),
+        "cards": len(evaluation.cards),
+        "decisions": [d.kind for d in evaluation.decisions],
+        "policy": policies[0] if len(policies) == 1 else (policies or None),
+    }

@@ -65,6 +65,7 @@ def _storage_outside_the_work_tree(tmp_path_factory):
         patch.setenv("CDS_SECRET_KEY", "test-session-secret")
         patch.setenv("CDS_SPOOL_DIR", str(folder))
         patch.setenv("CDS_PUBLIC_BASE_URL", TEST_PUBLIC_BASE_URL)
+        patch.setenv("CDS_LOG_LEVEL", "DEBUG")  # the service's logger passes DEBUG records on to caplog
         yield
 
 

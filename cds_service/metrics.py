@@ -1,0 +1,116 @@
+"""Prometheus metrics and the ``GET /metrics`` endpoint (docs/deployment.md, "Metrics").
+
+Nothing imported by ``import cds_service`` imports this module at import time: with several
+worker processes prometheus-client must see ``PROMETHEUS_MULTIPROC_DIR`` before it is first
+imported (``cds-service serve`` sets it up, see :func:`cds_service.cli.prepare_multiprocess_dir`). Modules at
+the edges (auth, FHIR client, audit, feedback) import it where they count.
+
+Every label value is from a small closed set chosen by the service (service ids, policy and
+family ids from ``cards/``, fixed outcome words); nothing from a request becomes a label.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
+from prometheus_client.exposition import choose_encoder
+
+from .errors import ApiError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus-client chose its value storage when it was first imported: mmapped files shared by all
+# processes if PROMETHEUS_MULTIPROC_DIR was set then, in-process values otherwise. Scrapes follow that
+# choice, not the environment of the moment (which something may have changed since).
+MULTIPROCESS = values.ValueClass is not values.MutexValue
+_MULTIPROC_DIR = os.environ.get(MULTIPROC_ENV) if MULTIPROCESS else None
+
+HOOK_LATENCY = Histogram(
+    "cds_hook_latency_seconds",
+    "Time to answer a hook call (successful answers, audit write included), by service and path: "
+    "out_of_scope = answered from the raw-body scan, in_scope = parsed, screened and decided.",
+    ["service", "path"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CARDS = Counter("cds_cards_total", "Cards returned, by policy, indication family and indicator.",
+                ["policy", "family", "indicator"])
+FHIR_FETCHES = Counter("cds_fhir_fetches_total", "HTTP requests to the EHR's FHIR server, by outcome.",
+                       ["outcome"])
+AUTH_FAILURES = Counter("cds_auth_failures_total", "Refused CDS client tokens, by reason.", ["reason"])
+AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Hook-call audit records that could not be written.")
+FEEDBACK_WRITE_FAILURES = Counter("cds_feedback_write_failures_total", "Feedback requests whose storage failed.")
+
+_LATENCY_CHILDREN: dict[tuple[str, str], Histogram] = {}
+
+
+def observe_hook(service: str, fast_path: bool, seconds: float) -> None:
+    key = (service, "out_of_scope" if fast_path else "in_scope")
+    child = _LATENCY_CHILDREN.get(key)
+    if child is None:
+        child = _LATENCY_CHILDREN.setdefault(key, HOOK_LATENCY.labels(*key))
+    child.observe(seconds)
+
+
+def count_card(policy: str, family: str, indicator: str) -> None:
+    CARDS.labels(policy, family, indicator).inc()
+
+
+def count_fhir_fetch(outcome: str) -> None:
+    """``outcome``: ok | http_error | timeout | connect_error | request_error | too_large |
+    invalid_response | operation_outcome | deadline_passed."""
+    FHIR_FETCHES.labels(outcome).inc()
+
+
+def count_auth_failure(reason: str) -> None:
+    """``reason`` as the verifier words it; details after a colon (a kid, an alg) are dropped."""
+    AUTH_FAILURES.labels(reason.split(":", 1)[0].strip()[:40]).inc()
+
+
+def count_audit_write_failure() -> None:
+    AUDIT_WRITE_FAILURES.inc()
+
+
+@contextmanager
+def counting_feedback_failures() -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        FEEDBACK_WRITE_FAILURES.inc()
+        raise
+
+
+bp = Blueprint("metrics", __name__)
+
+
+def _allowed() -> bool:
+    token = str(current_app.config["METRICS_BEARER_TOKEN"] or "")
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False)
+               for net in current_app.config["METRICS_ALLOW_FROM"])
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if not current_app.config["METRICS_ENABLED"]:
+        raise ApiError.single(404, "Metrics are disabled on this service (METRICS_ENABLED).")
+    if not _allowed():
+        raise ApiError.single(403, "Metrics are available only to allowlisted addresses or with the "
+                                   "metrics bearer token.")
+    registry = REGISTRY
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))  # text or OpenMetrics
+    return Response(encoder(registry), content_type=content_type, headers={"Cache-Control": "no-store"})
