@@ -18,6 +18,12 @@ DEFAULTS: dict[str, object] = {
     "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
     # Largest request body accepted (bytes); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+    # Most entries accepted in context.draftOrders (orders and any Medication resources sent
+    # with them); a larger request gets 413 before any screening work.
+    "MAX_DRAFT_ORDERS": 100,
+    # Most cards one response may carry (one per in-scope order); a request with more in-scope
+    # orders gets 413 before patient data is gathered.
+    "MAX_CARDS": 50,
     # Public base URL of the service (scheme://host[:port][/prefix]) used for absolute
     # links and JWT audience checks behind a proxy. Empty: derived from the request.
     "PUBLIC_BASE_URL": "",

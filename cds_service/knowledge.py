@@ -159,22 +159,51 @@ class DrugScanner:
     """Finds any hint of a target drug in raw request bytes, before JSON models are built.
 
     Words (drug and brand names, ``medicationReference``) match case-insensitively with one
-    small regular expression; codes (every RxNorm, NDC and HCPCS code of the in-scope products)
-    are looked up in a set, one JSON string token at a time. A ``medicationReference`` counts as
-    a hint because the referenced Medication may live elsewhere. False positives only cost the
-    slower path; false negatives are not allowed.
+    small regular expression; codes (every RxNorm, NDC and HCPCS code of the in-scope products,
+    NDCs in their 11-digit and hyphenated 10-digit forms) are looked up in a set, one JSON
+    string token at a time. A ``medicationReference`` counts as a hint because the referenced
+    Medication may live elsewhere. False positives only cost the slower path; false negatives
+    are not allowed, so whenever the bytes may read differently once parsed the scan says
+    "maybe": any backslash (a JSON escape such as ``\\u006b`` can spell any letter or digit),
+    and a body with non-ASCII bytes is rescanned as decoded, lower-cased text, the way the
+    screening code compares text (``str.lower`` folds e.g. the Kelvin sign into ``k``).
+    The body is UTF-8 by then: :func:`cds_service.hook_request.parse_body` refuses other encodings.
     """
 
     words: re.Pattern[bytes]
     codes: frozenset[bytes]
+    text_words: re.Pattern[str]
 
-    _CODE_TOKEN = re.compile(rb'"([0-9A-Za-z][0-9A-Za-z.\-]{2,15})"')
+    _CODE_TOKEN = re.compile(rb'" *([0-9A-Za-z][0-9A-Za-z.\-]{2,15}) *"')
+    _TEXT_CODE_TOKEN = re.compile(r'"\s*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})\s*"')
 
     def mentions_target(self, raw: bytes) -> bool:
-        if self.words.search(raw):
+        if b"\\" in raw or self.words.search(raw):
             return True
         codes = self.codes
-        return any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw))
+        if any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw)):
+            return True
+        if raw.isascii():
+            return False
+        text = raw.decode("utf-8", "replace").lower()
+        return bool(self.text_words.search(text)) or any(
+            token.encode("utf-8", "replace") in codes for token in self._TEXT_CODE_TOKEN.findall(text)
+        )
+
+
+def ndc_spellings(code: str) -> set[str]:
+    """The hyphenated spellings of an 11-digit NDC: 5-4-2, and the 10-digit 4-4-2, 5-3-2 and
+    5-4-1 forms it was padded from (a leading zero in the labeler, product or package part)."""
+    if not (code.isdigit() and len(code) == 11):
+        return set()
+    forms = {f"{code[:5]}-{code[5:9]}-{code[9:]}"}
+    if code[0] == "0":
+        forms.add(f"{code[1:5]}-{code[5:9]}-{code[9:]}")
+    if code[5] == "0":
+        forms.add(f"{code[:5]}-{code[6:9]}-{code[9:]}")
+    if code[9] == "0":
+        forms.add(f"{code[:5]}-{code[5:9]}-{code[10]}")
+    return forms
 
 
 def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> DrugScanner:
@@ -183,11 +212,12 @@ def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> D
     for drug in medications["drugs"]:
         for _system, code in valuesets[drug["valueset"]].concepts:
             codes.add(code.lower().encode())
-            if code.isdigit() and len(code) == 11:  # NDC-11 also arrives hyphenated (5-4-2)
-                codes.add(f"{code[:5]}-{code[5:9]}-{code[9:]}".encode())
+            codes.update(form.encode() for form in ndc_spellings(code))
     codes.update(code.lower().encode() for code, drug_id in medications.get("hcpcs", {}).items() if drug_id)
-    pattern = b"|".join(re.escape(w.encode()) for w in sorted(words, key=len, reverse=True))
-    return DrugScanner(re.compile(pattern, re.IGNORECASE), frozenset(codes))
+    ordered = sorted(words, key=len, reverse=True)
+    pattern = b"|".join(re.escape(w.encode()) for w in ordered)
+    return DrugScanner(re.compile(pattern, re.IGNORECASE), frozenset(codes),
+                       re.compile("|".join(re.escape(w) for w in ordered)))
 
 
 def load_knowledge(cards_dir: str | Path) -> Knowledge:
