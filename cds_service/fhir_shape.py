@@ -3,8 +3,9 @@
 The CDS Hooks sandbox writes ``MedicationRequest.category`` (and, on order-select,
 ``reasonCode``) as a single object; R4 has both as arrays (shared/reference/cds-hooks.md
 section 3.3). :func:`normalize_resource` returns a copy in which every such single object is a
-one-element array, for the resource types and data types this service reads. Everything
-else is copied unchanged. The changes made are reported (as JSON paths, never values) so the
+one-element array, for the resource types and data types this service reads, and a
+Coding's ``system`` and ``code`` lose surrounding whitespace. Everything else is copied
+unchanged. The changes made are reported (as JSON paths, never values) so the
 caller can log them at debug level. Pure functions over plain data.
 """
 
@@ -38,6 +39,8 @@ ELEMENT_ARRAYS: dict[str, frozenset[str]] = {
 }
 # CodeableConcept.coding is an array wherever a CodeableConcept appears.
 ANYWHERE_ARRAYS = frozenset({"coding"})
+# Coding elements read with surrounding whitespace removed.
+CODING_STRINGS = frozenset({"system", "code"})
 
 
 def normalize_resource(value: Any, changes: list[str] | None = None, path: str = "") -> Any:
@@ -63,5 +66,8 @@ def _normalize(value: Any, element: str, changes: list[str], path: str) -> Any:
         if key in arrays and isinstance(item, dict):
             changes.append(where)
             item = [item]
+        elif element == "coding" and key in CODING_STRINGS and isinstance(item, str) and item != item.strip():
+            changes.append(where)
+            item = item.strip()  # " 238084" is the code 238084 (R4 codes have no outer spaces)
         out[key] = _normalize(item, key, changes, where)
     return out
