@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 from fhir.resources.R4B.valueset import ValueSet
 
-from .terminology import ValueSetMatcher
+from .terminology import ValueSetMatcher, read_system_aliases, use_system_aliases
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 WARNING_SECTIONS = ("chronic_pain", "psychiatric")
@@ -222,6 +222,9 @@ def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> D
 
 def load_knowledge(cards_dir: str | Path) -> Knowledge:
     cards = Path(cards_dir)
+    code_systems = cards / "code-systems.json"
+    if code_systems.exists():  # HL7 OIDs and other aliases of code systems, applied by codings_of
+        use_system_aliases(read_system_aliases(code_systems))
     valuesets = _load_valuesets(cards / "valuesets")
 
     index = _read_json(cards / "indications.json")

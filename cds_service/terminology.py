@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -26,16 +25,27 @@ SYSTEM_NAMES = {
 CODE_SYSTEMS_FILE = Path(__file__).resolve().parent.parent / "cards" / "code-systems.json"
 
 
-@cache
-def system_aliases(path: Path = CODE_SYSTEMS_FILE) -> dict[str, str]:
-    """Other names of code systems (HL7 OIDs) -> canonical FHIR system URI, from ``cards/``."""
+def read_system_aliases(path: Path) -> dict[str, str]:
+    """Other names of code systems (HL7 OIDs) -> canonical FHIR system URI (``code-systems.json``)."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {a["alias"]: a["system"] for a in data["aliases"]}
+    return {a["alias"].strip(): a["system"] for a in data["aliases"]}
+
+
+_ALIASES: dict[str, str] = {}
+
+
+def use_system_aliases(aliases: dict[str, str]) -> None:
+    """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
+    _ALIASES.clear()
+    _ALIASES.update(aliases)
+
+
+use_system_aliases(read_system_aliases(CODE_SYSTEMS_FILE))
 
 
 def canonical_system(system: str) -> str:
     system = system.strip()
-    return system_aliases().get(system, system)
+    return _ALIASES.get(system, system)
 
 
 @dataclass(frozen=True)
