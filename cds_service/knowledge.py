@@ -164,21 +164,25 @@ class DrugScanner:
     string token at a time. A ``medicationReference`` counts as a hint because the referenced
     Medication may live elsewhere. False positives only cost the slower path; false negatives
     are not allowed, so whenever the bytes may read differently once parsed the scan says
-    "maybe": any backslash (a JSON escape such as ``\\u006b`` can spell any letter or digit),
-    and a body with non-ASCII bytes is rescanned as decoded, lower-cased text, the way the
-    screening code compares text (``str.lower`` folds e.g. the Kelvin sign into ``k``).
-    The body is UTF-8 by then: :func:`cds_service.hook_request.parse_body` refuses other encodings.
+    "maybe": any ``\\u`` escape (it can spell any letter or digit) takes the full path; a code
+    string may carry spaces or whitespace escapes (``\\t``, ``\\n`` …) around the code, which
+    the parser strips; and a body with non-ASCII bytes is rescanned as decoded, lower-cased
+    text, the way the screening code compares text (``str.lower`` folds the Kelvin sign into
+    ``k``; ``str.strip`` removes non-ASCII spaces). Other escapes (``\\"``, ``\\/``, ``\\\\``,
+    common in narrative XHTML) cannot make a drug name or code appear, so they do not
+    force the full path. The body is UTF-8 by then: :func:`cds_service.hook_request.parse_body`
+    refuses other encodings.
     """
 
     words: re.Pattern[bytes]
     codes: frozenset[bytes]
     text_words: re.Pattern[str]
 
-    _CODE_TOKEN = re.compile(rb'" *([0-9A-Za-z][0-9A-Za-z.\-]{2,15}) *"')
-    _TEXT_CODE_TOKEN = re.compile(r'"\s*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})\s*"')
+    _CODE_TOKEN = re.compile(rb'"(?: |\\[tnrf])*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})(?: |\\[tnrf])*"')
+    _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})(?:\s|\\[tnrf])*"')
 
     def mentions_target(self, raw: bytes) -> bool:
-        if b"\\" in raw or self.words.search(raw):
+        if b"\\u" in raw or self.words.search(raw):
             return True
         codes = self.codes
         if any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw)):

@@ -47,7 +47,8 @@ def in_scope_requests(draw) -> dict:
     if system is None:
         medication: dict = {"text": display}
     else:
-        coding = {"system": system_spelling(system, use_oid), "code": draw(st.sampled_from(["", " "])) + code}
+        padding = draw(st.sampled_from(["", " ", "\t", "\n "]))  # the parser strips it
+        coding = {"system": system_spelling(system, use_oid), "code": padding + code}
         if display:
             coding["display"] = display
         medication = {"coding": [coding]}

@@ -122,11 +122,17 @@ def scanner(app):
     b'{"code": "0409-2053-10"}'.replace(b"0409-2053-10", b"68055-643-01"),  # NDC 5-3-2
     b'{"code": "68055-0643-1"}',  # NDC 5-4-1 of 68055064301
     b'{"text": "\\u006betamine"}',
-    b'{"text": "\\/"}',  # any escape: the scan cannot be sure
+    b'{"code": "\\t238084\\n"}',  # whitespace escapes the parser strips from the code
+    '{"code": "\u00a0\\t238084"}'.encode(),  # a non-ASCII space and an escape
     '{"text": "\u212aetamine"}'.encode(),  # Kelvin sign: str.lower() reads it as "ketamine"
 ])
 def test_scanner_says_maybe_whenever_the_parsed_request_could_name_a_target(scanner, raw):
     assert scanner.mentions_target(raw)
+
+
+def test_scanner_passes_escapes_that_cannot_spell_a_target(scanner):
+    narrative = b'{"text": {"div": "<div xmlns=\\"http://www.w3.org/1999/xhtml\\">Etodolac<\\/div>"}}'
+    assert not scanner.mentions_target(narrative)
 
 
 def test_scanner_still_passes_plain_unrelated_non_ascii_bodies(scanner):
