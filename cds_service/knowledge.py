@@ -158,8 +158,8 @@ def _whole_words(words: list[str]) -> re.Pattern[str]:
 class DrugScanner:
     """Finds any hint of a target drug in raw request bytes, before JSON models are built.
 
-    Words (drug and brand names, ``medicationReference``) match case-insensitively with one
-    small regular expression; codes (every RxNorm, NDC and HCPCS code of the in-scope products,
+    Words (drug and brand names, ``medicationReference``) are found case-insensitively as
+    substrings of the lower-cased body; codes (every RxNorm, NDC and HCPCS code of the in-scope products,
     NDCs in their 11-digit and hyphenated 10-digit forms) are looked up in a set, one JSON
     string token at a time. A ``medicationReference`` counts as a hint because the referenced
     Medication may live elsewhere. False positives only cost the slower path; false negatives
@@ -174,23 +174,27 @@ class DrugScanner:
     refuses other encodings.
     """
 
-    words: re.Pattern[bytes]
-    codes: frozenset[bytes]
-    text_words: re.Pattern[str]
+    words: tuple[bytes, ...]  # lower case
+    codes: frozenset[bytes]  # lower case
 
-    _CODE_TOKEN = re.compile(rb'"(?: |\\[tnrf])*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})(?: |\\[tnrf])*"')
-    _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*([0-9A-Za-z][0-9A-Za-z.\-]{2,15})(?:\s|\\[tnrf])*"')
+    _CODE_TOKEN = re.compile(rb'" *+([0-9a-z][0-9a-z.\-]{2,15}) *+"')
+    _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*+([0-9a-z][0-9a-z.\-]{2,15})(?:\s|\\[tnrf])*+"')
+    _WHITESPACE_ESCAPES = (b"\\t", b"\\n", b"\\r", b"\\f")
 
     def mentions_target(self, raw: bytes) -> bool:
-        if b"\\u" in raw or self.words.search(raw):
+        lowered = raw.lower()  # ASCII letters only: one fast pass, then plain substring searches
+        if b"\\u" in lowered or any(word in lowered for word in self.words):
             return True
+        if b"\\" in lowered:  # a code written with whitespace escapes around it, e.g. "\t238084"
+            for escape in self._WHITESPACE_ESCAPES:
+                lowered = lowered.replace(escape, b" ")
         codes = self.codes
-        if any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw)):
+        if any(token in codes for token in self._CODE_TOKEN.findall(lowered)):
             return True
         if raw.isascii():
             return False
         text = raw.decode("utf-8", "replace").lower()
-        return bool(self.text_words.search(text)) or any(
+        return any(word.decode() in text for word in self.words) or any(
             token.encode("utf-8", "replace") in codes for token in self._TEXT_CODE_TOKEN.findall(text)
         )
 
@@ -218,10 +222,7 @@ def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> D
             codes.add(code.lower().encode())
             codes.update(form.encode() for form in ndc_spellings(code))
     codes.update(code.lower().encode() for code, drug_id in medications.get("hcpcs", {}).items() if drug_id)
-    ordered = sorted(words, key=len, reverse=True)
-    pattern = b"|".join(re.escape(w.encode()) for w in ordered)
-    return DrugScanner(re.compile(pattern, re.IGNORECASE), frozenset(codes),
-                       re.compile("|".join(re.escape(w) for w in ordered)))
+    return DrugScanner(tuple(sorted(w.encode() for w in words)), frozenset(codes))
 
 
 def load_knowledge(cards_dir: str | Path) -> Knowledge:
