@@ -244,3 +244,13 @@ def test_more_in_scope_orders_than_cards_allowed_is_413_naming_the_limit():
     orders = [depression_order(id=f"k{i}") for i in range(3)]
     assert_outcome(post(app.test_client(), hook_request(*orders)), 413, "MAX_CARDS")
     assert len(post(app.test_client(), hook_request(*orders[:2])).get_json()["cards"]) == 2
+
+
+def test_shape_deviations_are_logged_at_debug_by_path_never_by_value(client, caplog):
+    order = depression_order(category={"text": "Outpatient Dr. Private Name"})
+    with caplog.at_level("DEBUG", logger="cds_service.pipeline"):
+        cards = post(client, hook_request(order)).get_json()["cards"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "cds_service.pipeline"]
+    assert any("context.draftOrders.entry[0].resource.category" in m for m in messages)
+    assert not any("Private Name" in m for m in messages)
+    assert "category" not in json.dumps(cards)
