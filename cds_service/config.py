@@ -30,6 +30,12 @@ DEFAULTS: dict[str, object] = {
     "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
     # Largest request body accepted (bytes); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
+    # Most entries accepted in context.draftOrders (orders and any Medication resources sent
+    # with them); a larger request gets 413 before any screening work.
+    "MAX_DRAFT_ORDERS": 100,
+    # Most cards one response may carry (one per in-scope order); a request with more in-scope
+    # orders gets 413 before patient data is gathered.
+    "MAX_CARDS": 50,
     # --- cds-service serve (waitress; docs/serving.md) ---
     # Seconds allowed for one request's headers and body to arrive, from its first byte; a slower
     # request is dropped. Slow or idle connections never hold an application thread.

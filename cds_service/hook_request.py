@@ -68,19 +68,56 @@ def _describe(error: ValidationError) -> Issue:
     return Issue(f"{where}: {message}", "invalid", expression=(where,))
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
-    """Decode the body as a JSON object or raise a 400 ApiError saying why not."""
+    """Decode the body as a UTF-8 JSON object or raise a 4xx ApiError saying why not.
+
+    Only UTF-8 is accepted (RFC 8259 section 8.1); a leading UTF-8 byte order mark is
+    skipped. UTF-16 and UTF-32 bodies get a 415: ``json.loads`` would auto-detect them, but
+    the raw-bytes scan of the fast path reads UTF-8 only, and the two must never disagree.
+    """
+    if body.startswith(UTF8_BOM):
+        body = body[len(UTF8_BOM):]
     if not body.strip():
         raise ApiError.single(400, "Request body is empty; expected a CDS Hooks request (JSON).")
+    # A NUL byte never occurs in UTF-8 JSON (control characters must be escaped), but it is in
+    # every UTF-16 or UTF-32 encoding of JSON text.
+    if b"\x00" in body:
+        raise ApiError.single(415, "Request body must be JSON encoded as UTF-8 (RFC 8259 section "
+                                   "8.1); it looks like UTF-16 or UTF-32.", code="not-supported")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError.single(415, f"Request body must be JSON encoded as UTF-8 (RFC 8259 section "
+                                   f"8.1); byte {exc.start} is not UTF-8.", code="not-supported") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ApiError.single(400, f"Request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ApiError.single(400, "Request body is nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int-parsing digit limit
+        raise ApiError.single(400, f"Request body holds a value that cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError.single(400, f"Request body must be a JSON object, not {type(data).__name__}.")
     return data
+
+
+def check_draft_order_count(data: dict[str, Any], max_draft_orders: int) -> None:
+    """413 when ``context.draftOrders`` holds more entries than the service takes in one call.
+
+    Checked on the parsed JSON before schema validation or any screening work.
+    """
+    context = data.get("context")
+    draft_orders = context.get("draftOrders") if isinstance(context, dict) else None
+    entries = draft_orders.get("entry") if isinstance(draft_orders, dict) else None
+    if isinstance(entries, list) and len(entries) > max_draft_orders:
+        raise ApiError.single(
+            413, f"context.draftOrders has {len(entries)} entries; this service takes at most "
+                 f"{max_draft_orders} in one call (setting MAX_DRAFT_ORDERS). Send the orders in "
+                 "smaller groups.", expression=("context.draftOrders.entry",))
 
 
 def validate_envelope(data: dict[str, Any], *, expected_hook: str) -> HookRequest:

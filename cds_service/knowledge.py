@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 from fhir.resources.R4B.valueset import ValueSet
 
-from .terminology import ValueSetMatcher
+from .terminology import ValueSetMatcher, read_system_aliases, use_system_aliases
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 WARNING_SECTIONS = ("chronic_pain", "psychiatric")
@@ -158,23 +158,60 @@ def _whole_words(words: list[str]) -> re.Pattern[str]:
 class DrugScanner:
     """Finds any hint of a target drug in raw request bytes, before JSON models are built.
 
-    Words (drug and brand names, ``medicationReference``) match case-insensitively with one
-    small regular expression; codes (every RxNorm, NDC and HCPCS code of the in-scope products)
-    are looked up in a set, one JSON string token at a time. A ``medicationReference`` counts as
-    a hint because the referenced Medication may live elsewhere. False positives only cost the
-    slower path; false negatives are not allowed.
+    Words (drug and brand names, ``medicationReference``) are found case-insensitively as
+    substrings of the lower-cased body; codes (every RxNorm, NDC and HCPCS code of the in-scope products,
+    NDCs in their 11-digit and hyphenated 10-digit forms) are looked up in a set, one JSON
+    string token at a time. A ``medicationReference`` counts as a hint because the referenced
+    Medication may live elsewhere. False positives only cost the slower path; false negatives
+    are not allowed, so whenever the bytes may read differently once parsed the scan says
+    "maybe": any ``\\u`` escape (it can spell any letter or digit) takes the full path; a code
+    string may carry spaces or whitespace escapes (``\\t``, ``\\n`` …) around the code, which
+    the parser strips; and a body with non-ASCII bytes is rescanned as decoded, lower-cased
+    text, the way the screening code compares text (``str.lower`` folds the Kelvin sign into
+    ``k``; ``str.strip`` removes non-ASCII spaces). Other escapes (``\\"``, ``\\/``, ``\\\\``,
+    common in narrative XHTML) cannot make a drug name or code appear, so they do not
+    force the full path. The body is UTF-8 by then: :func:`cds_service.hook_request.parse_body`
+    refuses other encodings.
     """
 
-    words: re.Pattern[bytes]
-    codes: frozenset[bytes]
+    words: tuple[bytes, ...]  # lower case
+    codes: frozenset[bytes]  # lower case
 
-    _CODE_TOKEN = re.compile(rb'"([0-9A-Za-z][0-9A-Za-z.\-]{2,15})"')
+    _CODE_TOKEN = re.compile(rb'" *+([0-9a-z][0-9a-z.\-]{2,15}) *+"')
+    _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*+([0-9a-z][0-9a-z.\-]{2,15})(?:\s|\\[tnrf])*+"')
+    _WHITESPACE_ESCAPES = (b"\\t", b"\\n", b"\\r", b"\\f")
 
     def mentions_target(self, raw: bytes) -> bool:
-        if self.words.search(raw):
+        lowered = raw.lower()  # ASCII letters only: one fast pass, then plain substring searches
+        if b"\\u" in lowered or any(word in lowered for word in self.words):
             return True
+        if b"\\" in lowered:  # a code written with whitespace escapes around it, e.g. "\t238084"
+            for escape in self._WHITESPACE_ESCAPES:
+                lowered = lowered.replace(escape, b" ")
         codes = self.codes
-        return any(token.lower() in codes for token in self._CODE_TOKEN.findall(raw))
+        if any(token in codes for token in self._CODE_TOKEN.findall(lowered)):
+            return True
+        if raw.isascii():
+            return False
+        text = raw.decode("utf-8", "replace").lower()
+        return any(word.decode() in text for word in self.words) or any(
+            token.encode("utf-8", "replace") in codes for token in self._TEXT_CODE_TOKEN.findall(text)
+        )
+
+
+def ndc_spellings(code: str) -> set[str]:
+    """The hyphenated spellings of an 11-digit NDC: 5-4-2, and the 10-digit 4-4-2, 5-3-2 and
+    5-4-1 forms it was padded from (a leading zero in the labeler, product or package part)."""
+    if not (code.isdigit() and len(code) == 11):
+        return set()
+    forms = {f"{code[:5]}-{code[5:9]}-{code[9:]}"}
+    if code[0] == "0":
+        forms.add(f"{code[1:5]}-{code[5:9]}-{code[9:]}")
+    if code[5] == "0":
+        forms.add(f"{code[:5]}-{code[6:9]}-{code[9:]}")
+    if code[9] == "0":
+        forms.add(f"{code[:5]}-{code[5:9]}-{code[10]}")
+    return forms
 
 
 def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> DrugScanner:
@@ -183,15 +220,16 @@ def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> D
     for drug in medications["drugs"]:
         for _system, code in valuesets[drug["valueset"]].concepts:
             codes.add(code.lower().encode())
-            if code.isdigit() and len(code) == 11:  # NDC-11 also arrives hyphenated (5-4-2)
-                codes.add(f"{code[:5]}-{code[5:9]}-{code[9:]}".encode())
+            codes.update(form.encode() for form in ndc_spellings(code))
     codes.update(code.lower().encode() for code, drug_id in medications.get("hcpcs", {}).items() if drug_id)
-    pattern = b"|".join(re.escape(w.encode()) for w in sorted(words, key=len, reverse=True))
-    return DrugScanner(re.compile(pattern, re.IGNORECASE), frozenset(codes))
+    return DrugScanner(tuple(sorted(w.encode() for w in words)), frozenset(codes))
 
 
 def load_knowledge(cards_dir: str | Path) -> Knowledge:
     cards = Path(cards_dir)
+    code_systems = cards / "code-systems.json"
+    if code_systems.exists():  # HL7 OIDs and other aliases of code systems, applied by codings_of
+        use_system_aliases(read_system_aliases(code_systems))
     valuesets = _load_valuesets(cards / "valuesets")
 
     index = _read_json(cards / "indications.json")

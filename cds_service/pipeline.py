@@ -5,23 +5,31 @@ Recording (audit) happens in the HTTP layer after this returns.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from pydantic import ValidationError
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.dosage import DosageDoseAndRate
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.timing import TimingRepeat
+from pydantic import BaseModel, ValidationError
 
 from .card_render import CardText, render_card
 from .decision import Decision, decide
 from .errors import ApiError, Issue
+from .fhir_shape import normalize_resource
 from .gather import DataSource, build_index
 from .hook_request import HookRequest
 from .indications import order_indications, problem_list_codes
 from .knowledge import Knowledge
 from .policy_choice import choose_policy
-from .resource_index import draft_order_entries
+from .resource_index import Resource, draft_order_entries
 from .screening import screen_orders
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,19 +47,76 @@ def mentions_target_drug(raw_body: bytes, knowledge: Knowledge) -> bool:
     return knowledge.scanner.mentions_target(raw_body)
 
 
+def _read_parts(order: Resource) -> list[tuple[str, type[BaseModel], Any]]:
+    """The parts of a MedicationRequest the decision reads, each with its R4B type.
+
+    Only these are validated: the decision must not depend on unrelated fields being perfect.
+    """
+    parts: list[tuple[str, type[BaseModel], Any]] = []
+    if "medicationCodeableConcept" in order:
+        parts.append(("medicationCodeableConcept", CodeableConcept, order["medicationCodeableConcept"]))
+    if "medicationReference" in order:
+        parts.append(("medicationReference", Reference, order["medicationReference"]))
+    for name, model in (("reasonCode", CodeableConcept), ("reasonReference", Reference)):
+        items = order.get(name)
+        if items is not None and not isinstance(items, list):
+            parts.append((name, model, items))  # a scalar where R4 has objects: unreadable
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            parts.append((f"{name}[{i}]", model, item))
+    dosages = order.get("dosageInstruction")
+    if dosages is not None and not isinstance(dosages, list):
+        parts.append(("dosageInstruction", DosageDoseAndRate, dosages))
+    for i, dosage in enumerate(dosages if isinstance(dosages, list) else []):
+        where = f"dosageInstruction[{i}]"
+        if not isinstance(dosage, dict):
+            parts.append((where, DosageDoseAndRate, dosage))  # any non-object fails validation
+            continue
+        if "route" in dosage:
+            parts.append((f"{where}.route", CodeableConcept, dosage["route"]))
+        rates = dosage.get("doseAndRate")
+        if rates is not None and not isinstance(rates, list):
+            parts.append((f"{where}.doseAndRate", DosageDoseAndRate, rates))
+        for j, dose_and_rate in enumerate(rates if isinstance(rates, list) else []):
+            parts.append((f"{where}.doseAndRate[{j}]", DosageDoseAndRate, dose_and_rate))
+        timing = dosage.get("timing")
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        if isinstance(repeat, dict) and "duration" in repeat:
+            parts.append((f"{where}.timing.repeat", TimingRepeat,
+                          {k: repeat[k] for k in ("duration", "durationUnit") if k in repeat}))
+    return parts
+
+
 def _validate_orders(orders: tuple[tuple[str, dict], ...]) -> None:
-    """Parse ketamine/lidocaine orders with the R4B model; a malformed one is a 400, not a guess."""
+    """Validate what the decision reads of each ketamine/lidocaine order with the R4B models.
+
+    A part that cannot be read is a 400, not a guess. Other fields are not looked at.
+    """
     issues = []
     for order_ref, order in orders:
-        try:
-            MedicationRequest.model_validate(order)
-        except ValidationError as exc:
-            for err in exc.errors()[:5]:
-                where = ".".join(str(p) for p in err["loc"])
-                issues.append(Issue(f"{order_ref}: {where}: {err['msg']}",
-                                    expression=(f"{order_ref}.{where}",)))
+        for part, model, value in _read_parts(order):
+            try:
+                model.model_validate(value)
+            except ValidationError as exc:
+                for err in exc.errors()[:5]:
+                    where = ".".join([part, *(str(p) for p in err["loc"])])
+                    issues.append(Issue(f"{order_ref}: {where}: {err['msg']}",
+                                        expression=(f"{order_ref}.{where}",)))
     if issues:
         raise ApiError(400, issues)
+
+
+def normalize_request(request: HookRequest) -> HookRequest:
+    """The request with its FHIR resources in R4 shape (single objects read as arrays).
+
+    Deviations are logged at debug level (paths only), never put on a card.
+    """
+    changes: list[str] = []
+    draft_orders = normalize_resource(request.draft_orders, changes, "context.draftOrders")
+    prefetch = {key: normalize_resource(value, changes, f"prefetch.{key}")
+                for key, value in request.prefetch.items()}
+    if changes:
+        log.debug("read single objects as arrays at: %r", changes[:20])
+    return replace(request, draft_orders=draft_orders, prefetch=prefetch)
 
 
 def evaluate(
@@ -62,10 +127,12 @@ def evaluate(
     default_policy_id: str,
     data_source_factory: Callable[..., DataSource] = DataSource,
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    max_cards: int | None = None,
 ) -> Evaluation:
     if not mentions_target_drug(raw_body, knowledge):
         return Evaluation(cards=[], fast_path=True)
 
+    request = normalize_request(request)
     index = build_index(request)
     data = data_source_factory(request, index)
     entries = list(draft_order_entries(request.draft_orders))
@@ -74,7 +141,8 @@ def evaluate(
     screening = screen_orders(entries, request.selections, data.resolve, rules)
     if screening.unresolved:
         data.fetch_references([ref for _, ref in screening.unresolved])
-        screening = screen_orders(entries, request.selections, data.resolve, rules)
+        screening = screen_orders(entries, request.selections, data.resolve, rules,
+                                  display_fallback=True)
     if screening.unresolved:
         raise ApiError(412, [
             Issue(f"{order_ref}: medication {ref} is neither in the request nor retrievable "
@@ -82,9 +150,21 @@ def evaluate(
                   "ketamine or lidocaine.", "incomplete", expression=(order_ref,))
             for order_ref, ref in screening.unresolved
         ])
+    if screening.unreadable:
+        raise ApiError(400, [
+            Issue(f"{order_ref}: {element} cannot be read, so the service cannot tell whether "
+                  "the order is IV ketamine or lidocaine.", expression=(f"{order_ref}.{element}",))
+            for order_ref, element in screening.unreadable
+        ])
     _validate_orders(screening.target_orders)
     if not screening.in_scope:
         return Evaluation(cards=[])
+    if max_cards is not None and len(screening.in_scope) > max_cards:
+        raise ApiError.single(
+            413, f"The request holds {len(screening.in_scope)} IV ketamine or lidocaine orders; "
+                 f"this service answers at most {max_cards} cards in one call (setting "
+                 "MAX_CARDS). Send the orders in smaller groups.",
+            expression=("context.draftOrders",))
     data.prepare_patient_data()
 
     per_order = [(o, order_indications(o.order, data.resolve)) for o in screening.in_scope]

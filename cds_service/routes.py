@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from . import metrics
 from .errors import ApiError
-from .hook_request import parse_body, validate_envelope
+from .hook_request import check_draft_order_count, parse_body, validate_envelope
 from .pipeline import Evaluation, evaluate
 from .recording import HookCall
 from .services import SERVICES
@@ -33,7 +33,9 @@ def call_service(service_id: str):
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
     body = request.get_data(cache=False)
-    hook_request = validate_envelope(parse_body(body), expected_hook=service.hook)
+    data = parse_body(body)
+    check_draft_order_count(data, int(current_app.config["MAX_DRAFT_ORDERS"]))
+    hook_request = validate_envelope(data, expected_hook=service.hook)
     state = current_app.extensions["cds"]
     evaluation = evaluate(
         hook_request,
@@ -42,6 +44,7 @@ def call_service(service_id: str):
         state.card_text,
         current_app.config["DEFAULT_POLICY_ID"],
         data_source_factory=state.data_source_factory,
+        max_cards=int(current_app.config["MAX_CARDS"]),
     )
     elapsed_ms = (time.perf_counter() - started) * 1000
     client = g.get("cds_client") or {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .knowledge import Drug, MedicationRules
@@ -19,7 +19,7 @@ RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
 class MedicationFinding:
     """What the order's medication is, as far as this service cares."""
 
-    status: str  # target | excluded | other | unresolved
+    status: str  # target | excluded | other | unresolved | unreadable
     drug: Drug | None = None
     matched: Code | None = None
     description: str = ""  # product text or display, for the card
@@ -27,6 +27,9 @@ class MedicationFinding:
     injectable_product: bool = False
     iv_only_product: bool = False
     unresolved_reference: str | None = None
+    # Clinical words for the card when the finding rests on weaker evidence than a Medication
+    # record, e.g. only the order's medication name; empty otherwise.
+    caveat: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class ScreeningResult:
     # Every order of a target drug, IV or not: these are validated as FHIR R4 before deciding,
     # so a malformed ketamine or lidocaine order gets a 400 instead of a guess.
     target_orders: tuple[tuple[str, Resource], ...] = ()
+    # Orders whose medication element is there but cannot be read: (order_ref, element).
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
@@ -174,11 +179,18 @@ def screen_orders(
     selections: tuple[str, ...] | None,
     resolve_medication: Callable[[str, Resource], Resource | None],
     rules: MedicationRules,
+    *,
+    display_fallback: bool = False,
 ) -> ScreeningResult:
-    """Pick the in-scope orders. ``resolve_medication(reference, order)`` finds a Medication."""
+    """Pick the in-scope orders. ``resolve_medication(reference, order)`` finds a Medication.
+
+    With ``display_fallback``, a ``medicationReference`` whose Medication cannot be found is
+    classified from the reference's ``display`` (see :func:`classify_medication_display`).
+    """
     in_scope: list[ScreenedOrder] = []
     targets: list[tuple[str, Resource]] = []
     unresolved: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
     considered = 0
     selected = set(selections) if selections is not None else None
     for position, (full_url, order) in enumerate(entries):
@@ -190,9 +202,12 @@ def screen_orders(
         if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
         considered += 1
-        medication = _medication_of(order, resolve_medication, rules)
+        medication = _medication_of(order, resolve_medication, rules, display_fallback)
         if medication.status == "unresolved" and medication.unresolved_reference:
             unresolved.append((ref, medication.unresolved_reference))
+            continue
+        if medication.status == "unreadable":
+            unreadable.append((ref, medication.source))
             continue
         if medication.status != "target":
             continue
@@ -200,21 +215,56 @@ def screen_orders(
         route = assess_route(order, medication, rules)
         if route.is_iv:
             in_scope.append(ScreenedOrder(ref, order, medication, route))
-    return ScreeningResult(tuple(in_scope), tuple(unresolved), considered, tuple(targets))
+    return ScreeningResult(tuple(in_scope), tuple(unresolved), considered, tuple(targets),
+                           tuple(unreadable))
+
+
+def classify_medication_display(display: Any, reference: str, rules: MedicationRules) -> MedicationFinding:
+    """Classify an order from its ``medicationReference.display`` alone.
+
+    Before February 2024 Epic named the drug only there (e.g. "KETAMINE HCL 50 MG/ML IJ SOLN")
+    and sent no Medication resource. A display naming a target drug and an injectable form is
+    decided from the display, with a caveat for the card; one naming a target drug without an
+    injectable form stays unresolved (the caller answers 412, never a silent "no cards"); one
+    naming no target drug is another drug.
+    """
+    if not isinstance(display, str) or not display.strip():
+        return MedicationFinding("unresolved", source=reference, unresolved_reference=reference)
+    display = display.strip()
+    finding = classify_medication_concept({"text": display}, rules, source=reference)
+    if finding.status != "target":
+        return finding
+    if not finding.injectable_product:
+        return MedicationFinding("unresolved", finding.drug, description=display, source=reference,
+                                 unresolved_reference=reference)
+    return replace(finding, caveat=f"Identified from the order's medication name '{display}'; "
+                                   "the Medication record was not available.")
 
 
 def _medication_of(
     order: Resource,
     resolve_medication: Callable[[str, Resource], Resource | None],
     rules: MedicationRules,
+    display_fallback: bool = False,
 ) -> MedicationFinding:
     if "medicationCodeableConcept" in order:
+        if not isinstance(order["medicationCodeableConcept"], dict):
+            return MedicationFinding("unreadable", source="medicationCodeableConcept")
         return classify_medication_concept(order["medicationCodeableConcept"], rules)
     reference = order.get("medicationReference")
     if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
         ref = reference["reference"]
         medication = resolve_medication(ref, order)
         if medication is None or medication.get("resourceType") != "Medication":
+            if display_fallback:
+                return classify_medication_display(reference.get("display"), ref, rules)
             return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
         return classify_medication_concept(medication.get("code"), rules, source=ref)
+    if isinstance(reference, dict) and isinstance(reference.get("display"), str):
+        finding = classify_medication_display(reference["display"], "medicationReference", rules)
+        # Nothing to fetch without a reference: what the display cannot decide is unreadable.
+        return finding if finding.status != "unresolved" else replace(
+            finding, status="unreadable", source="medicationReference", unresolved_reference=None)
+    if reference is not None:
+        return MedicationFinding("unreadable", source="medicationReference")
     return MedicationFinding("other")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
@@ -18,6 +20,32 @@ SYSTEM_NAMES = {
     NDC: "NDC",
     HCPCS: "HCPCS",
 }
+
+
+CODE_SYSTEMS_FILE = Path(__file__).resolve().parent.parent / "cards" / "code-systems.json"
+
+
+def read_system_aliases(path: Path) -> dict[str, str]:
+    """Other names of code systems (HL7 OIDs) -> canonical FHIR system URI (``code-systems.json``)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {a["alias"].strip(): a["system"] for a in data["aliases"]}
+
+
+_ALIASES: dict[str, str] = {}
+
+
+def use_system_aliases(aliases: dict[str, str]) -> None:
+    """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
+    _ALIASES.clear()
+    _ALIASES.update(aliases)
+
+
+use_system_aliases(read_system_aliases(CODE_SYSTEMS_FILE))
+
+
+def canonical_system(system: str) -> str:
+    system = system.strip()
+    return _ALIASES.get(system, system)
 
 
 @dataclass(frozen=True)
@@ -35,22 +63,37 @@ class Code:
         return f"{text} ({self.display})" if self.display else text
 
 
+def _ndc_11(code: str) -> str:
+    """NDC as 11 digits (5-4-2). A hyphenated 10-digit NDC (4-4-2, 5-3-2 or 5-4-1) is padded
+    with a zero in its short part; an unhyphenated 10-digit NDC is ambiguous and kept as is."""
+    parts = code.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        widths = tuple(len(p) for p in parts)
+        if widths in {(4, 4, 2), (5, 3, 2), (5, 4, 1)}:
+            return "".join(p.zfill(w) for p, w in zip(parts, (5, 4, 2), strict=True))
+    return code.replace("-", "")
+
+
 def normalize_code(system: str, code: str) -> str:
-    """Canonical form used for matching: ICD-10-CM upper case and dotted, NDC digits only."""
+    """Canonical form used for matching: ICD-10-CM upper case and dotted, NDC as 11 digits."""
     code = code.strip()
     if system == ICD10CM:
         code = code.upper()
         if "." not in code and len(code) > 3:
             code = f"{code[:3]}.{code[3:]}"
     elif system == NDC:
-        code = code.replace("-", "")
+        code = _ndc_11(code)
     elif system == HCPCS:
         code = code.upper()
     return code
 
 
 def codings_of(concept: object) -> Iterator[Code]:
-    """Yield the well-formed codings of a CodeableConcept given as a raw dict."""
+    """Yield the well-formed codings of a CodeableConcept given as a raw dict.
+
+    A system named by an alias (an HL7 OID, ``cards/code-systems.json``) is read as its
+    canonical URI, and the code is put in its canonical form (:func:`normalize_code`).
+    """
     if not isinstance(concept, dict):
         return
     codings = concept.get("coding")
@@ -61,6 +104,7 @@ def codings_of(concept: object) -> Iterator[Code]:
             continue
         system, code = coding.get("system"), coding.get("code")
         if isinstance(system, str) and isinstance(code, str) and code.strip():
+            system = canonical_system(system)
             display = coding.get("display")
             yield Code(system, normalize_code(system, code), display if isinstance(display, str) else "")
 

@@ -558,12 +558,14 @@ def add(
     status: int = 200,
     raw: str | None = None,
     target: list | None = None,
+    encoding: str = "utf-8",
 ) -> None:
     (FIXTURES if target is None else target).append(
         {
             "file": name,
             "body": body,
             "raw": raw,
+            "encoding": encoding,
             "service": service,
             "outcome": outcome,
             "status": status,
@@ -1961,6 +1963,328 @@ def build_fhir_fixtures() -> None:
     )
 
 
+
+# ---------------------------------------------------------------- real clients (issue 8 §1-3, §9)
+OID_RXNORM = "urn:oid:2.16.840.1.113883.6.88"
+OID_SNOMED = "urn:oid:2.16.840.1.113883.6.96"
+OID_ICD10CM = "urn:oid:2.16.840.1.113883.6.90"
+OID_NDC = "urn:oid:2.16.840.1.113883.6.69"
+# Epic's medication-route code system is per customer: urn:oid:1.2.840.114350.1.13.<customer
+# ids>.7.4.798268.7025 (shape seen in public Epic FHIR samples). The local code means nothing
+# here; the route is recognised from its display/text.
+EPIC_ROUTE_OIDS = (
+    "urn:oid:1.2.840.114350.1.13.0.1.7.4.798268.7025",
+    "urn:oid:1.2.840.114350.1.13.861.1.7.4.798268.7025",
+)
+
+
+def epic_iv_route(oid: str) -> dict:
+    return {"coding": [coding(oid, "11", "Intravenous")], "text": "Intravenous"}
+
+
+def sandbox_dosage(route: dict) -> list:
+    """The sandbox's generated dosage (timing + doseAndRate), with an IV route substituted."""
+    return [
+        {
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "route": route,
+            "doseAndRate": [{"doseQuantity": {"value": 1, "system": UCUM, "code": "mL"}}],
+        }
+    ]
+
+
+def sandbox_order(pid: str, *, reason: dict | None) -> dict:
+    """The CDS Hooks sandbox's MedicationRequest (shared/reference/cds-hooks.md §3.3) with an
+    IV ketamine product and an IV route substituted: category (and, on order-select, reasonCode)
+    as single objects, no Bundle.type around it, id request-123."""
+    rxcui, name, _ndc = MEDS["ket50"]
+    mr: dict = {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{pid}"},
+        "authoredOn": "2026-11-21",
+        "medicationCodeableConcept": {"text": name, "coding": [coding(RXNORM, rxcui, name)]},
+        "dosageInstruction": sandbox_dosage(cc(ROUTE["iv"])),
+        "dispenseRequest": {
+            "numberOfRepeatsAllowed": 0,
+            "quantity": {"value": 1, "system": UCUM, "code": "mL"},
+            "expectedSupplyDuration": {"value": 1, "unit": "days", "system": UCUM, "code": "d"},
+        },
+        "category": {"coding": [coding(MR_CAT, "community", "Community")]},
+    }
+    if reason is not None:
+        mr["reasonCode"] = reason  # one object, copied from the chosen "Treating" Condition
+    return mr
+
+
+def outcome_only_searchset(url: str) -> dict:
+    """A "no results" search as Epic returns it: a searchset holding one OperationOutcome."""
+    b = searchset(url, [])
+    b["entry"] = [
+        {
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "warning",
+                        "code": "informational",
+                        "details": {"text": "No results were found."},
+                    }
+                ],
+            },
+            "search": {"mode": "outcome"},
+        }
+    ]
+    return b
+
+
+def build_real_clients() -> None:
+    # 42 sandbox Rx View (order-select): category and reasonCode as single objects
+    pid = "p1"
+    pat = patient(pid, "Sandbox", ["Pat"], "female", "1980-01-01", "MRN-300142")
+    mdd = condition("cond-mdd-42", pid, [sct("370143000")], "Major depressive disorder")
+    mr = sandbox_order(pid, reason=cc(sct("370143000")))
+    req = hook_request(
+        "order-select",
+        pid,
+        {"resourceType": "Bundle", "entry": [{"resource": mr}]},
+        {
+            "patient": pat,
+            "conditions": conditions_bundle(pid, [mdd]),
+            "medreqs": searchset(f"MedicationRequest?patient={pid}", []),
+        },
+        selections=["MedicationRequest/request-123"],
+    )
+    req["context"]["userId"] = "Practitioner/COREPRACTITIONER1"
+    add(
+        "42-sandbox-order-select-ketamine-single-objects.json",
+        req,
+        SELECT,
+        "fires-psychiatric",
+        [psych_card(POLICY_MN, "depression", "request-123")],
+        "The CDS Hooks sandbox's Rx View request (cds-hooks.md §3.3) with IV ketamine 238084 and "
+        "an IV route substituted: category and reasonCode (SNOMED 370143000) are single objects, "
+        "draftOrders has no Bundle.type. Decided exactly as the well-formed order.",
+    )
+
+    # 43 sandbox Rx Sign (order-sign): no reason, category as one object; problem list decides
+    pid = "p1"
+    mr = sandbox_order(pid, reason=None)
+    req = hook_request(
+        "order-sign",
+        pid,
+        {"resourceType": "Bundle", "entry": [{"resource": mr}]},
+        {"patient": pat, "conditions": conditions_bundle(pid, [mdd])},
+    )
+    req["context"]["userId"] = "Practitioner/COREPRACTITIONER1"
+    add(
+        "43-sandbox-order-sign-ketamine-single-objects.json",
+        req,
+        SIGN,
+        "missing-indication",
+        [psych_card(POLICY_MN, "depression", "request-123", basis="problem-list")],
+        "The sandbox's Rx Sign request with IV ketamine and an IV route substituted (Rx Sign never "
+        "attaches a reason; category is one object). The problem list (SNOMED 370143000) decides.",
+    )
+
+    # 44 every code under its HL7 OID; ICD-10-CM without the dot
+    pid = "pt-oid-44"
+    pat = patient(pid, "Okonkwo", ["Ada"], "female", "1974-03-02", "MRN-300144")
+    rxcui, name, ndc = MEDS["ket50"]
+    mr = med_request(
+        "mr-ket-oid-44",
+        pid,
+        med={"medicationCodeableConcept": cc(coding(OID_RXNORM, rxcui, name), coding(OID_NDC, ndc),
+                                              text=name)},
+        reason_code=[cc(coding(OID_ICD10CM, "M797", ICD["M79.7"]))],
+        dosage=[dict(iv_infusion(20, "mg/h", 4, "Ketamine 20 mg/h IV over 4 hours")[0],
+                     route=cc(coding(OID_SNOMED, "47625008", "Intravenous route")))],
+    )
+    add(
+        "44-oid-coded-ketamine-fibromyalgia.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr)),
+                     std_prefetch(pid, pat, [], coverage_mn(pid, "MN40090044"))),
+        SIGN,
+        "fires-pain",
+        [pain_card(POLICY_MN, "fibromyalgia", mr["id"])],
+        "RxNorm, NDC, SNOMED CT and ICD-10-CM all under their HL7 OIDs (cards/code-systems.json); "
+        "ICD-10-CM M797 without the dot.",
+    )
+
+    # 45 NDC only, 10-digit 5-3-2 form of 68055064301 (lidocaine), CRPS
+    pid = "pt-ndc-45"
+    pat = patient(pid, "Brandt", ["Hanna"], "female", "1969-10-12", "MRN-300145")
+    mr = med_request(
+        "mr-lido-ndc-45",
+        pid,
+        med={"medicationCodeableConcept": cc(coding(NDC, "68055-643-01"))},
+        reason_code=[cc(icd("G90.511"))],
+        dosage=iv_infusion(2, "mg/min", 1, "Lidocaine 2 mg/min IV over 60 minutes"),
+    )
+    add(
+        "45-ndc-10-digit-lidocaine-crps.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr)),
+                     std_prefetch(pid, pat, [], coverage_mn(pid, "MN40090045"))),
+        SIGN,
+        "fires-pain",
+        [pain_card(POLICY_MN, "crps", mr["id"])],
+        "The lidocaine product is coded only by NDC, written 68055-643-01 (10-digit 5-3-2 form of "
+        "the 11-digit 68055064301 in medication-lidocaine-iv).",
+    )
+
+    # 46 Epic before Feb 2024: the drug only in medicationReference.display, no Medication
+    pid = "pt-epic-46"
+    pat = patient(pid, "Lindqvist", ["Maja"], "female", "1983-06-08", "MRN-300146")
+    mr = med_request(
+        "mr-ket-epic-46",
+        pid,
+        med={"medicationReference": {"reference": "Medication/eKETAMINE50", "display":
+                                     "KETAMINE HCL 50 MG/ML IJ SOLN"}},
+        reason_code=[cc(icd("F33.2"), text="Major depressive disorder, recurrent, severe")],
+        dosage=[dict(ketamine_depression_course("iv", 35)[0], route=epic_iv_route(EPIC_ROUTE_OIDS[0]))],
+    )
+    add(
+        "46-epic-display-only-ketamine-depression.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr)),
+                     std_prefetch(pid, pat, [], coverage_mn(pid, "MN40090046"))),
+        SIGN,
+        "fires-psychiatric",
+        [psych_card(POLICY_MN, "depression", mr["id"])],
+        "Epic's pre-2024 shape: medicationReference with display 'KETAMINE HCL 50 MG/ML IJ SOLN' "
+        "and no Medication resource anywhere (the FHIR server is unreachable). Decided from the "
+        "display (MedicationFinding.caveat says so), route an Epic-local code under a customer OID.",
+    )
+
+    # 47 Epic since 2024: Medication as an extra draftOrders entry; route under another OID
+    pid = "pt-epic-47"
+    pat = patient(pid, "Haddad", ["Omar"], "male", "1977-12-01", "MRN-300147")
+    med = medication_resource("eMED47", "ket50")
+    mr = med_request(
+        "mr-ket-epic-47",
+        pid,
+        med={"medicationReference": {"reference": "Medication/eMED47",
+                                     "display": "KETAMINE HCL 50 MG/ML IJ SOLN"}},
+        reason_code=[cc(icd("G90.511"))],
+        dosage=[dict(iv_infusion(20, "mg/h", 4, "Ketamine 20 mg/h IV over 4 hours")[0],
+                     route=epic_iv_route(EPIC_ROUTE_OIDS[1]))],
+    )
+    add(
+        "47-epic-medication-entry-local-route-crps.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr), entry(med)),
+                     std_prefetch(pid, pat, [], coverage_mn(pid, "MN40090047"))),
+        SIGN,
+        "fires-pain",
+        [pain_card(POLICY_MN, "crps", mr["id"])],
+        "Epic's 2024 shape: the Medication is an extra draftOrders entry; the IV route is an "
+        "Epic-local code under a second customer OID, recognised by its display.",
+    )
+
+    # 48 "no results" searches as a searchset holding one OperationOutcome
+    pid = "pt-epic-48"
+    pat = patient(pid, "Novak", ["Iva"], "female", "1990-02-14", "MRN-300148")
+    mr = med_request(
+        "mr-ket-epic-48",
+        pid,
+        med={"medicationCodeableConcept": med_cc("ket50")},
+        reason_code=[cc(icd("F33.2"))],
+        dosage=ketamine_depression_course("iv", 35),
+    )
+    add(
+        "48-epic-searchset-with-one-operationoutcome.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr)), {
+            "patient": pat,
+            "conditions": outcome_only_searchset(f"Condition?patient={pid}"),
+            "coverage": outcome_only_searchset(f"Coverage?patient={pid}"),
+        }),
+        SIGN,
+        "fires-psychiatric",
+        [psych_card(POLICY_MN, "depression", mr["id"])],
+        "Conditions and Coverage prefetch are Epic's 'no results' searchsets: one entry, an "
+        "OperationOutcome (severity warning). Not an error; the order's reason decides.",
+    )
+
+    # 49 prefetch keys named by the health system, not by our discovery
+    pid = "pt-hs-49"
+    pat = patient(pid, "Ferro", ["Luca"], "male", "1966-04-30", "MRN-300149")
+    crps = condition("cond-crps-49", pid, [icd("G90.511")], "CRPS type I, right upper limb")
+    mr = med_request(
+        "mr-ket-hs-49",
+        pid,
+        med={"medicationCodeableConcept": med_cc("ket50")},
+        reason_ref=[{"reference": "Condition/cond-crps-49"}],
+        dosage=iv_infusion(20, "mg/h", 4, "Ketamine 20 mg/h IV over 4 hours"),
+    )
+    add(
+        "49-prefetch-keys-named-by-the-health-system.json",
+        hook_request("order-sign", pid, draft_bundle(entry(mr)), {
+            "PATIENT_DEMOGRAPHICS": pat,
+            "ACTIVE_PROBLEM_LIST": conditions_bundle(pid, [crps]),
+        }),
+        SIGN,
+        "fires-pain",
+        [pain_card(POLICY_MN, "crps", mr["id"])],
+        "Prefetch under keys the health system chose; the reasonReference Condition is found "
+        "wherever it is in prefetch.",
+    )
+
+    # 50-53 encodings and escapes (issue 8 §2; issue 9 §2)
+    pid = "pt-enc-50"
+    pat = patient(pid, "Moreau", ["Claire"], "female", "1986-08-19", "MRN-300150")
+    mr = med_request(
+        "mr-ket-enc-50",
+        pid,
+        med={"medicationCodeableConcept": {"text": "ketamine 50 MG/ML Injectable Solution"}},
+        reason_code=[cc(icd("F33.2"))],
+        dosage=ketamine_depression_course("iv", 35),
+    )
+    body = hook_request("order-sign", pid, draft_bundle(entry(mr)),
+                        std_prefetch(pid, pat, [], coverage_mn(pid, "MN40090050")))
+    text = json.dumps(body, indent=2)
+    add(
+        "50-unicode-escape-in-drug-text.json",
+        body,
+        SIGN,
+        "fires-psychiatric",
+        [psych_card(POLICY_MN, "depression", mr["id"])],
+        "The drug is named only in text, and every 'ketamine' is written with a JSON escape "
+        "(\\u006betamine): the fast scan must take the full path.",
+        raw=text.replace("etamine", "\\u0065tamine").replace("Ketamine", "\\u004betamine") + "\n",
+    )
+    add(
+        "51-utf16-body-refused.json",
+        body,
+        SIGN,
+        "bad-request",
+        [],
+        "The same request encoded as UTF-16 (with BOM): 415, JSON between systems is UTF-8 "
+        "(RFC 8259 §8.1), never an empty 200.",
+        status=415,
+        raw=text + "\n",
+        encoding="utf-16",
+    )
+    add(
+        "52-utf8-bom-ketamine.json",
+        body,
+        SIGN,
+        "fires-psychiatric",
+        [psych_card(POLICY_MN, "depression", mr["id"])],
+        "The same request in UTF-8 with a byte order mark: the mark is skipped.",
+        raw=text + "\n",
+        encoding="utf-8-sig",
+    )
+    add(
+        "53-bad-5000-digit-integer.json",
+        None,
+        SIGN,
+        "bad-request",
+        [],
+        "A 5,000-digit integer: Python's json refuses it with ValueError; 400, not 500.",
+        status=400,
+        raw='{"hook": "order-sign", "hookInstance": "1", "n": ' + "9" * 5000 + "}\n",
+    )
+
 # ================================================================ write
 def entry_without_empty_fullurl(obj):
     """Drop fullUrl == '' (used above to mean 'no fullUrl')."""
@@ -1981,7 +2305,7 @@ def write_set(folder: Path, fixtures: list[dict]) -> None:
     for fx in fixtures:
         path = folder / fx["file"]
         if fx["raw"] is not None:
-            path.write_text(fx["raw"], encoding="utf-8")
+            path.write_bytes(fx["raw"].encode(fx.get("encoding", "utf-8")))
         else:
             body = entry_without_empty_fullurl(copy.deepcopy(fx["body"]))
             path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", "utf-8")
@@ -2001,6 +2325,7 @@ def main() -> None:
     build_missing_indication()
     build_bad_input()
     build_fhir_fixtures()
+    build_real_clients()
     FIXTURES.sort(key=lambda f: f["file"])
     write_set(REQ_DIR, FIXTURES)
     write_set(REQ_FHIR_DIR, FHIR_FIXTURES)

@@ -81,10 +81,32 @@ def test_unknown_fields_are_ignored(client):
     assert len(client.post(SIGN, json=body).get_json()["cards"]) == 1
 
 
-def test_invalid_in_scope_order_is_400_not_a_guess(client):
-    order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
-    order["subject"] = "Patient/p1"  # a string where a Reference belongs
-    assert_outcome(client.post(SIGN, json=hook_request(order)), 400, "MedicationRequest/mr1")
+def test_unreadable_route_of_in_scope_order_is_400_not_a_guess(client):
+    order = med_request(rxnorm("238084"), reason=[icd("F33.2")], route=None)
+    order["dosageInstruction"] = [{"route": "IV"}]  # a string where a CodeableConcept belongs
+    assert_outcome(client.post(SIGN, json=hook_request(order)), 400,
+                   "MedicationRequest/mr1: dosageInstruction[0].route")
+
+
+def test_unreadable_reason_of_in_scope_order_is_400_not_a_guess(client):
+    order = med_request(rxnorm("238084"), reason=[{"coding": [{"system": 5, "code": "F33.2"}]}])
+    assert_outcome(client.post(SIGN, json=hook_request(order)), 400, "reasonCode[0].coding")
+
+
+def test_medication_that_is_not_an_object_is_400_when_the_scan_saw_a_target(client):
+    order = med_request(None, reason=[icd("F33.2")], medicationCodeableConcept="ketamine 50 mg/mL")
+    assert_outcome(client.post(SIGN, json=hook_request(order)), 400,
+                   "medicationCodeableConcept cannot be read")
+
+
+def test_malformed_field_the_decision_does_not_read_does_not_change_the_decision(client):
+    well_formed = med_request(rxnorm("238084"), reason=[icd("F33.2")])
+    sloppy = dict(well_formed, subject="Patient/p1", note="a string where Annotations belong",
+                  dispenseRequest={"quantity": "ten"}, authoredOn="yesterday")
+    cards = [client.post(SIGN, json=hook_request(o)).get_json()["cards"] for o in (well_formed, sloppy)]
+    assert len(cards[1]) == 1
+    assert cards[1][0]["summary"] == cards[0][0]["summary"]
+    assert cards[1][0]["detail"] == cards[0][0]["detail"]
 
 
 def test_unresolvable_medication_reference_is_412(client):
@@ -92,13 +114,14 @@ def test_unresolvable_medication_reference_is_412(client):
     assert_outcome(client.post(SIGN, json=hook_request(order)), 412, "Medication/elsewhere")
 
 
-def test_orders_for_other_drugs_never_reach_fhir_model_parsing(client, monkeypatch):
+def test_orders_for_other_drugs_never_reach_normalising_or_fhir_model_parsing(client, monkeypatch):
     from cds_service import pipeline
 
     def explode(*_a, **_k):
         raise AssertionError("R4B parsing on the common path")
 
-    monkeypatch.setattr(pipeline.MedicationRequest, "model_validate", explode)
+    monkeypatch.setattr(pipeline, "normalize_request", explode)
+    monkeypatch.setattr(pipeline, "_validate_orders", explode)
     body = hook_request(med_request(rxnorm("199390", "Etodolac 500 MG Oral Tablet"), reason=[icd("F33.2")]))
     response = client.post(SIGN, json=body)
     assert response.get_json() == {"cards": []}

@@ -22,7 +22,10 @@ from cds_service.services import SERVICES
 from .conftest import FIXTURES, load_json
 
 SPEC = openapi_spec()
-REQUESTS = sorted((FIXTURES / "hook-requests").glob("*.json"))
+# Fixtures whose point is their bytes (encoding, byte order mark, an unreadable number) cannot be
+# re-sent as parsed JSON; tests/test_fixtures.py posts them byte for byte.
+BYTE_LEVEL = {"51-utf16-body-refused.json", "52-utf8-bom-ketamine.json", "53-bad-5000-digit-integer.json"}
+REQUESTS = sorted(p for p in (FIXTURES / "hook-requests").glob("*.json") if p.name not in BYTE_LEVEL)
 
 
 def validator_for(name: str) -> Draft202012Validator:

@@ -16,13 +16,19 @@ def cards_for(client, *orders, status=200):
     return response.get_json().get("cards")
 
 
-@pytest.mark.parametrize("dosage", [5, "IV", {"route": {"text": "IV"}}])
+@pytest.mark.parametrize("dosage", [5, "IV"])
 def test_malformed_dosage_on_a_ketamine_order_is_400_not_500(client, dosage):
     order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
     order["dosageInstruction"] = dosage
     response = client.post(SIGN, json=hook_request(order))
     assert response.status_code == 400
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_single_dosage_object_is_read_as_a_one_element_array(client):
+    order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
+    order["dosageInstruction"] = {"route": {"text": "IV"}}  # issue 8 §1: not a 400
+    assert len(cards_for(client, order)) == 1
 
 
 def test_malformed_dose_and_rate_without_route_is_400_not_500(client):

@@ -1,0 +1,256 @@
+"""Requests as real clients write them: sandbox shapes, encodings, OIDs, Epic names, limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cds_service import create_app
+from cds_service.fhir_shape import normalize_resource
+from cds_service.screening import screen_orders
+from cds_service.terminology import HCPCS, ICD10CM, NDC, RXNORM, SNOMED, codings_of, normalize_code
+
+from .factories import IV, hook_request, icd, med_request, rxnorm
+
+SIGN = "/cds-services/iv-anesthetics-order-sign"
+SELECT = "/cds-services/iv-anesthetics-order-select"
+OID = {"icd10cm": "urn:oid:2.16.840.1.113883.6.90", "snomed": "urn:oid:2.16.840.1.113883.6.96",
+       "rxnorm": "urn:oid:2.16.840.1.113883.6.88", "ndc": "urn:oid:2.16.840.1.113883.6.69",
+       "hcpcs": "urn:oid:2.16.840.1.113883.6.285"}
+EPIC_DISPLAY = "KETAMINE HCL 50 MG/ML IJ SOLN"
+
+
+def post(client, body: dict | bytes, url: str = SIGN):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(url, data=data, content_type="application/json")
+
+
+def depression_order(**extra) -> dict:
+    return med_request(rxnorm("238084", "ketamine 50 MG/ML Injectable Solution"),
+                       reason=[icd("F33.2")], **extra)
+
+
+def assert_outcome(response, status: int, text: str = "") -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert text in json.dumps(body)
+
+
+# --- §1 single objects where R4 has arrays ----------------------------------------------------
+
+def test_single_object_category_and_reason_are_read_as_one_element_arrays(client):
+    arrays = depression_order(category=[{"coding": [{"system": "x", "code": "outpatient"}]}])
+    objects = dict(arrays, category=arrays["category"][0], reasonCode=arrays["reasonCode"][0])
+    want = post(client, hook_request(arrays)).get_json()["cards"]
+    got = post(client, hook_request(objects)).get_json()["cards"]
+    assert len(got) == 1
+    assert got[0]["summary"] == want[0]["summary"] and got[0]["detail"] == want[0]["detail"]
+
+
+def test_single_object_dosage_and_coding_are_read_as_arrays(client):
+    order = depression_order()
+    order["dosageInstruction"] = {"route": {"coding": IV["coding"][0]}}
+    order["medicationCodeableConcept"] = {"coding": rxnorm("238084")["coding"][0]}
+    assert len(post(client, hook_request(order)).get_json()["cards"]) == 1
+
+
+def test_normalising_wraps_only_array_elements_and_reports_their_paths():
+    changes: list[str] = []
+    order = {"resourceType": "MedicationRequest", "category": {"text": "c"},
+             "subject": {"reference": "Patient/p"}, "medicationCodeableConcept": {"coding": {"code": "1"}},
+             "dosageInstruction": {"route": {"text": "IV"}, "timing": {"repeat": {"when": "MORN"}}}}
+    out = normalize_resource(order, changes)
+    assert out["category"] == [{"text": "c"}]
+    assert out["subject"] == {"reference": "Patient/p"}
+    assert out["medicationCodeableConcept"] == {"coding": [{"code": "1"}]}
+    assert out["dosageInstruction"] == [{"route": {"text": "IV"}, "timing": {"repeat": {"when": "MORN"}}}]
+    assert set(changes) == {"category", "medicationCodeableConcept.coding", "dosageInstruction"}
+    assert order["category"] == {"text": "c"}  # the input is not changed
+
+
+# --- §2 encodings and escapes -------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                                      "utf-32-be"])
+def test_body_not_in_utf8_is_415_not_an_empty_answer(client, encoding):
+    body = json.dumps(hook_request(depression_order())).encode(encoding)
+    assert_outcome(post(client, body), 415, "UTF-8")
+
+
+def test_body_with_bytes_that_are_not_utf8_is_415(client):
+    body = json.dumps(hook_request(depression_order())).encode().replace(b"Patient/p1", b"Patient/p\xff")
+    assert_outcome(post(client, body), 415, "not UTF-8")
+
+
+def test_utf8_byte_order_mark_is_skipped(client):
+    body = b"\xef\xbb\xbf" + json.dumps(hook_request(depression_order())).encode()
+    response = post(client, body)
+    assert response.status_code == 200 and len(response.get_json()["cards"]) == 1
+
+
+def test_unicode_escape_in_the_drug_text_takes_the_full_path_and_gets_the_card(client):
+    order = med_request({"text": "ketamine 50 MG/ML Injectable Solution"}, reason=[icd("F33.2")])
+    body = json.dumps(hook_request(order)).encode().replace(b"ketamine", b"\\u006betamine")
+    assert b"ketamine" not in body
+    assert len(post(client, body).get_json()["cards"]) == 1
+
+
+def test_escaped_product_code_gets_the_card(client):
+    order = med_request(rxnorm("238084"), reason=[icd("F33.2")])  # the code alone names the drug
+    body = json.dumps(hook_request(order)).encode().replace(b'"238084"', b'"23808\\u0034"')
+    assert b"238084" not in body
+    assert len(post(client, body).get_json()["cards"]) == 1
+
+
+def test_integer_with_thousands_of_digits_is_400_not_500(client):
+    body = b'{"hook": "order-sign", "hookInstance": "x", "n": ' + b"9" * 5000 + b"}"
+    assert_outcome(post(client, body), 400, "cannot be read")
+
+
+# --- §2 the scanner never misses what the parser reads ---------------------------------------
+
+@pytest.fixture(scope="module")
+def scanner(app):
+    return app.extensions["cds"].knowledge.scanner
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"system": "urn:oid:2.16.840.1.113883.6.88", "code": "238084"}',
+    b'{"code": " 238084 "}',  # codings_of strips the code
+    b'{"code": "0409-2053-10"}'.replace(b"0409-2053-10", b"68055-643-01"),  # NDC 5-3-2
+    b'{"code": "68055-0643-1"}',  # NDC 5-4-1 of 68055064301
+    b'{"text": "\\u006betamine"}',
+    b'{"code": "\\t238084\\n"}',  # whitespace escapes the parser strips from the code
+    '{"code": "\u00a0\\t238084"}'.encode(),  # a non-ASCII space and an escape
+    '{"text": "\u212aetamine"}'.encode(),  # Kelvin sign: str.lower() reads it as "ketamine"
+])
+def test_scanner_says_maybe_whenever_the_parsed_request_could_name_a_target(scanner, raw):
+    assert scanner.mentions_target(raw)
+
+
+def test_scanner_passes_escapes_that_cannot_spell_a_target(scanner):
+    narrative = b'{"text": {"div": "<div xmlns=\\"http://www.w3.org/1999/xhtml\\">Etodolac<\\/div>"}}'
+    assert not scanner.mentions_target(narrative)
+
+
+def test_scanner_still_passes_plain_unrelated_non_ascii_bodies(scanner):
+    assert not scanner.mentions_target('{"text": "Etodolac 500 MG Oral Tablet, Jos\u00e9"}'.encode())
+
+
+# --- §3 code systems and code forms -------------------------------------------------------------
+
+@pytest.mark.parametrize(("alias", "canonical"), [
+    (OID["icd10cm"], ICD10CM), (OID["snomed"], SNOMED), (OID["rxnorm"], RXNORM), (OID["ndc"], NDC),
+    (OID["hcpcs"], HCPCS),
+])
+def test_hl7_oid_is_read_as_the_canonical_system(alias, canonical):
+    [code] = codings_of({"coding": [{"system": alias, "code": "X1"}]})
+    assert code.system == canonical
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("0409-2053-10", "00409205310"),  # 4-4-2
+    ("68055-643-01", "68055064301"),  # 5-3-2
+    ("68055-0643-1", "68055064301"),  # 5-4-1
+    ("68055-0643-01", "68055064301"),  # 5-4-2
+    ("68055064301", "68055064301"),
+])
+def test_ndc_forms_that_mean_one_code_normalise_to_11_digits(given, expected):
+    assert normalize_code(NDC, given) == expected
+
+
+def test_icd10cm_without_the_dot_is_the_dotted_code():
+    assert normalize_code(ICD10CM, "m797") == normalize_code(ICD10CM, "M79.7") == "M79.7"
+
+
+def test_oid_coded_ketamine_for_an_oid_coded_undotted_fibromyalgia_gets_the_card(client):
+    order = med_request({"coding": [{"system": OID["rxnorm"], "code": "238084"}]},
+                        route={"coding": [{"system": OID["snomed"], "code": "47625008"}]},
+                        reason=[{"coding": [{"system": OID["icd10cm"], "code": "M797"}]}])
+    cards = post(client, hook_request(order)).get_json()["cards"]
+    assert [c["extension"]["iv-anesthetics-cds"]["family"] for c in cards] == ["fibromyalgia"]
+
+
+def test_snomed_oid_reason_gets_the_card(client):
+    order = depression_order(reasonCode=[{"coding": [{"system": OID["snomed"], "code": "370143000"}]}])
+    cards = post(client, hook_request(order)).get_json()["cards"]
+    assert [c["extension"]["iv-anesthetics-cds"]["family"] for c in cards] == ["depression"]
+
+
+def test_ndc_only_order_in_10_digit_form_under_the_oid_gets_the_card(client):
+    order = med_request({"coding": [{"system": OID["ndc"], "code": "68055-643-01"}]}, reason=[icd("F33.2")])
+    body = json.dumps(hook_request(order)).encode()
+    assert client.application.extensions["cds"].knowledge.scanner.mentions_target(body)
+    assert len(post(client, body).get_json()["cards"]) == 1
+
+
+# --- §9 Epic: the drug named only in medicationReference.display ------------------------------
+
+def epic_order(display: str = EPIC_DISPLAY, reference: str | None = "Medication/eAbc123") -> dict:
+    ref = {"display": display} if reference is None else {"reference": reference, "display": display}
+    return med_request(None, reason=[icd("F33.2")], medicationReference=ref)
+
+
+def test_epic_display_only_ketamine_is_decided_from_the_display_with_a_caveat(app):
+    rules = app.extensions["cds"].knowledge.medications
+    result = screen_orders([(None, epic_order())], None, lambda ref, order: None, rules,
+                           display_fallback=True)
+    [screened] = result.in_scope
+    assert screened.medication.drug.id == "ketamine"
+    assert screened.medication.caveat == (f"Identified from the order's medication name '{EPIC_DISPLAY}'; "
+                                          "the Medication record was not available.")
+
+
+def test_epic_display_only_ketamine_gets_a_card_not_a_412(client):
+    assert len(post(client, hook_request(epic_order())).get_json()["cards"]) == 1
+
+
+def test_display_naming_ketamine_without_a_form_is_412_never_silent(client):
+    assert_outcome(post(client, hook_request(epic_order("KETAMINE HCL"))), 412, "Medication/eAbc123")
+
+
+def test_display_only_reference_naming_ketamine_without_a_form_is_400(client):
+    assert_outcome(post(client, hook_request(epic_order("KETAMINE HCL", reference=None))), 400,
+                   "medicationReference cannot be read")
+
+
+def test_display_naming_another_drug_is_out_of_scope(client):
+    response = post(client, hook_request(epic_order("ETODOLAC 500 MG PO TABS")))
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+
+
+def test_a_medication_record_found_beats_the_display(app):
+    rules = app.extensions["cds"].knowledge.medications
+    medication = {"resourceType": "Medication", "code": rxnorm("199390", "Etodolac 500 MG Oral Tablet")}
+    result = screen_orders([(None, epic_order())], None, lambda ref, order: medication, rules,
+                           display_fallback=True)
+    assert result.in_scope == () and result.unresolved == ()
+
+
+# --- issue 9 §2: bounded work --------------------------------------------------------------------
+
+def test_more_draft_orders_than_the_limit_is_413_naming_the_limit():
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False,
+                      "MAX_DRAFT_ORDERS": 3})
+    orders = [med_request(rxnorm("199390"), id=f"o{i}") for i in range(4)]
+    assert_outcome(post(app.test_client(), hook_request(*orders)), 413, "MAX_DRAFT_ORDERS")
+    assert post(app.test_client(), hook_request(*orders[:3])).status_code == 200
+
+
+def test_more_in_scope_orders_than_cards_allowed_is_413_naming_the_limit():
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False, "MAX_CARDS": 2})
+    orders = [depression_order(id=f"k{i}") for i in range(3)]
+    assert_outcome(post(app.test_client(), hook_request(*orders)), 413, "MAX_CARDS")
+    assert len(post(app.test_client(), hook_request(*orders[:2])).get_json()["cards"]) == 2
+
+
+def test_shape_deviations_are_logged_at_debug_by_path_never_by_value(client, caplog):
+    order = depression_order(category={"text": "Outpatient Dr. Private Name"})
+    with caplog.at_level("DEBUG", logger="cds_service.pipeline"):
+        cards = post(client, hook_request(order)).get_json()["cards"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "cds_service.pipeline"]
+    assert any("context.draftOrders.entry[0].resource.category" in m for m in messages)
+    assert not any("Private Name" in m for m in messages)
+    assert "category" not in json.dumps(cards)
