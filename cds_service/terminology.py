@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import default_cards_dir
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -22,7 +24,7 @@ SYSTEM_NAMES = {
 }
 
 
-CODE_SYSTEMS_FILE = Path(__file__).resolve().parent.parent / "cards" / "code-systems.json"
+CODE_SYSTEMS_FILE = default_cards_dir() / "code-systems.json"  # the bundled copy, until load_knowledge reads CARDS_DIR
 
 
 def read_system_aliases(path: Path) -> dict[str, str]:
