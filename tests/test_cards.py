@@ -37,14 +37,14 @@ def test_warning_card_quotes_the_policy_and_names_the_plan(client, app):
     assert study_links and all(link["type"] == "absolute" for link in study_links)
     assert all(link["url"] in card["detail"] for link in study_links)
     assert {r["code"] for r in card["overrideReasons"]} >= {"fda-approved-indication", "clinical-trial"}
-    assert "default policy applied" in card["detail"]
+    assert "No coverage in the request; BCBS Minnesota policy applied by default." in card["detail"]
 
 
 def test_card_under_coverage_matched_policy_says_why(client):
     [card] = post(client, hook_request(med_request(rxnorm("238084"), reason=[icd("F42.2")]), prefetch=KANSAS))
     assert card["source"]["label"] == "Blue Cross and Blue Shield of Kansas"
     assert "url" not in card["source"]  # the Kansas policy URL is not confirmed, so none is given
-    assert "matched the patient's active coverage" in card["detail"]
+    assert "Policy chosen from the patient's coverage (Blue Cross and Blue Shield of Kansas)" in card["detail"]
     assert "obsessive-compulsive disorder" in card["detail"]
 
 
@@ -63,7 +63,7 @@ def test_problem_list_card_says_the_indication_is_not_on_the_order(client):
     [card] = post(client, hook_request(med_request(rxnorm("238084")), prefetch=prefetch))
     assert card["indicator"] == "warning"
     assert "problem list" in card["summary"]
-    assert "does not state an indication" in card["detail"]
+    assert "the order states no indication" in card["detail"]
 
 
 def test_undocumented_card_is_info_and_asks_for_documentation(client):
