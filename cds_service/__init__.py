@@ -21,6 +21,7 @@ from .fhir_source import FhirDataSource
 from .gather import DataSource
 from .http_policy import init_http
 from .knowledge import Knowledge, load_knowledge
+from .policy_choice import PolicySettings
 from .recording import NullRecorder, Recorder
 
 __all__ = ["create_app"]
@@ -35,6 +36,7 @@ class ServiceState:
     data_source_factory: Any = field(default=DataSource)
     recorder: Recorder = field(default_factory=NullRecorder)
     database: Database | None = None
+    policy_settings: PolicySettings | None = None  # DEFAULT_POLICY_ID / _WHEN, UNMATCHED_PAYER_CARD
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -54,7 +56,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
     fhir_settings = FhirSettings.from_config(app.config)
     state = ServiceState(
-        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings)
+        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings),
+        policy_settings=PolicySettings(app.config["DEFAULT_POLICY_ID"], app.config["DEFAULT_POLICY_WHEN"],
+                                       app.config["UNMATCHED_PAYER_CARD"]),
     )
     app.extensions["cds"] = state
     _init_storage(app, state)
