@@ -282,7 +282,8 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
         values["indication"] = f"{named[0].family.label} (+{len(named) - 1} more)"
         summary = _fit_summary(text.get("summary", summary_key), values)
 
-    blocks: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", kind).format(**values).split()))]
+    lead_key = "undocumented_unavailable" if kind == "undocumented" and decision.problem_list_unavailable else kind
+    blocks: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", lead_key).format(**values).split()))]
     if kind in WARNING_KINDS:
         blocks.extend(_quote_blocks(policy, named))
     elif kind == "uncoded_reason" and reads_as is not None and reads_as.section in policy.sections:
@@ -296,8 +297,6 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
         key = "why_problem_list" if kind == "warning_problem_list" else "why_order"
         blocks.append(Block(IMPORTANT, text.get("lines", key).format(codes=codes)))
     blocks.extend(_uncoded_lines(decision.uncoded, text))
-    if decision.problem_list_unavailable:
-        blocks.append(Block(IMPORTANT, text.get("lines", "problem_list_unavailable")))
 
     blocks.append(Block(IMPORTANT, text.get("lines", "order").format(
         medication=_medication_words(order, drug), route=_route_words(order))))

@@ -5,6 +5,7 @@ Recording (audit) happens in the HTTP layer after this returns.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .knowledge import Knowledge
 from .policy_choice import PolicySettings, choose_policy, order_date
 from .resource_index import draft_order_entries
 from .screening import screen_orders
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,5 +113,9 @@ def evaluate(
                knowledge.families, tuple(patient.unavailable))
         for order, indications in per_order
     ]
+    for decision in decisions:  # the technical details stay in the log; cards say it clinically
+        log.info("decision order=%s kind=%s policy=%s (%s)%s", decision.order.order_ref, decision.kind,
+                 decision.policy_choice.policy.id, decision.policy_choice.explanation,
+                 "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     cards = [render_card(d, card_text, new_uuid()) for d in decisions if d.fires]
     return Evaluation(cards=cards, decisions=decisions)

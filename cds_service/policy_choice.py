@@ -12,6 +12,7 @@ from .resource_index import Resource, dicts_in, strings_in
 
 DEFAULT_WHEN_CHOICES = ("no-coverage", "unmatched-coverage")
 UNMATCHED_CARD_CHOICES = ("info", "none")
+UNRETRIEVED = " (could not be retrieved)"
 NO_POLICY_ID = "none"  # the card's and audit trail's policy id when the plan has no policy on file
 
 
@@ -100,7 +101,7 @@ def _payor_candidates(
         if isinstance(payor.get("reference"), str):
             org = resolve(payor["reference"], coverage)
             if org is None and not identifiers and not names:
-                names.append(f"{payor['reference']} (could not be retrieved)")
+                names.append(f"{payor['reference']}{UNRETRIEVED}")
             if org is not None:
                 if isinstance(org.get("name"), str):
                     names.append(org["name"])
@@ -142,6 +143,7 @@ def choose_policy(
     if isinstance(settings, str):
         settings = PolicySettings(settings)
     when = when or date.today()
+    unavailable = list(unavailable)
     seen_payors: list[str] = []
     for coverage in coverages:
         if coverage.get("resourceType") != "Coverage" or coverage.get("status") not in (None, "active"):
@@ -154,7 +156,11 @@ def choose_policy(
                     return PolicyChoice(chosen, "coverage",
                                         f"matched the patient's active coverage ({why})",
                                         plan=names[0] if names else chosen.payer_name, when=when)
-            seen_payors.extend(names or [v for _, v in identifiers])
+            unresolved = [n for n in names if n.endswith(UNRETRIEVED)]
+            if unresolved and len(unresolved) == len(names) and not identifiers:
+                unavailable = [*unavailable, *unresolved]  # unknown payor: not "unmatched"
+                continue
+            seen_payors.extend([n for n in names if not n.endswith(UNRETRIEVED)] or [v for _, v in identifiers])
     missing = list(dict.fromkeys(unavailable))
     plans = ", ".join(dict.fromkeys(seen_payors))
     if seen_payors and settings.default_when == "no-coverage":
