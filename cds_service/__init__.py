@@ -23,6 +23,7 @@ from .fhir_source import FhirDataSource
 from .gather import DataSource
 from .http_policy import init_http
 from .knowledge import Knowledge, load_knowledge
+from .policy_choice import PolicySettings
 from .proxy import init_proxy
 from .recording import NullRecorder, Recorder
 
@@ -43,6 +44,7 @@ class ServiceState:
     recorder: Recorder = field(default_factory=NullRecorder)
     database: Database | None = None
     replayer: Any = None  # spool.SpoolReplayer when storage is on
+    policy_settings: PolicySettings | None = None  # DEFAULT_POLICY_ID / _WHEN, UNMATCHED_PAYER_CARD
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -62,7 +64,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         )
     fhir_settings = FhirSettings.from_config(app.config)
     state = ServiceState(
-        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings)
+        knowledge, card_text, data_source_factory=partial(FhirDataSource, settings=fhir_settings),
+        policy_settings=PolicySettings(app.config["DEFAULT_POLICY_ID"], app.config["DEFAULT_POLICY_WHEN"],
+                                       app.config["UNMATCHED_PAYER_CARD"]),
     )
     app.extensions["cds"] = state
     _init_storage(app, state)

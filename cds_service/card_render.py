@@ -1,4 +1,11 @@
-"""Render a decision as a CDS Hooks 2.0 card (pure; the uuid is passed in)."""
+"""Render a decision as a CDS Hooks 2.0 card (pure; the uuid is passed in).
+
+The card follows the CRD card guidance (davinci-crd.md §1.5): an actionable summary, then the
+decision and the policy's own words first, why in a line or two, and the two or three strongest
+studies of the ordered drug; the rest stays behind the links. The detail is kept within
+``limits.detail_chars`` of cards/card-text.json by dropping the least important lines first.
+Nothing technical reaches the card: no code-system URLs, resource ids, server or settings words.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decision import Decision
+from .indications import ClassifiedCode, UncodedReason
 from .knowledge import Policy
+from .policy_choice import PolicyChoice
+from .screening import ScreenedOrder
+from .terminology import RXNORM, SYSTEM_NAMES, Code, codings_of
 
 SUMMARY_LIMIT = 139  # the spec asks for fewer than 140 characters
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 MAX_ESCAPED_LENGTH = 200
-MAX_STUDY_LINKS = 6
 EXTENSION_KEY = "iv-anesthetics-cds"
+WARNING_KINDS = ("warning", "warning_problem_list", "advisory")
+
+# Priorities of detail blocks: lower is kept longer when the detail must be shortened.
+ESSENTIAL, IMPORTANT, USEFUL, EXTRA = 0, 1, 2, 3
 
 
 def escape_markdown(text: str, limit: int = MAX_ESCAPED_LENGTH) -> str:
@@ -31,6 +45,15 @@ def first_sentence(quote: str) -> str:
     return quote if match is None else quote[: match.start() + 1] + " [...]"
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, marked with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
 @dataclass(frozen=True)
 class CardText:
     raw: dict[str, Any]
@@ -42,6 +65,13 @@ class CardText:
         return node
 
 
+@dataclass(frozen=True)
+class Block:
+    priority: int
+    text: str
+    links: tuple[dict[str, str], ...] = ()
+
+
 def _fit_summary(template: str, values: dict[str, str]) -> str:
     summary = " ".join(template.format(**values).split())
     if len(summary) > SUMMARY_LIMIT:
@@ -51,118 +81,250 @@ def _fit_summary(template: str, values: dict[str, str]) -> str:
     return summary
 
 
-def _evidence_block(policy: Policy, family_id: str | None, section_id: str | None,
-                    text: CardText, indication_label: str) -> tuple[list[str], list[dict]]:
-    """Markdown lines and link objects for the evidence on one indication family."""
-    lines: list[str] = []
-    links: list[dict] = []
-    general = f"{section_id}_general" if section_id == "chronic_pain" else "psychiatric_general"
-    evidence = policy.evidence.get(family_id or "") or policy.evidence.get(general)
-    if evidence is None:
-        return lines, links
-    if policy.evidence.get(family_id or ""):
-        heading = text.get("headings", "evidence").format(indication=indication_label)
+def _fit_detail(blocks: list[Block], limit: int) -> list[Block]:
+    """Drop the lowest-priority blocks (the last of equal priority first) until the detail fits."""
+    kept = list(blocks)
+    while len(_join(kept)) > limit:
+        droppable = [b for b in kept if b.priority > ESSENTIAL]
+        if not droppable:
+            break
+        worst = max(droppable, key=lambda b: (b.priority, kept.index(b)))
+        kept.remove(worst)
+    return kept
+
+
+def _join(blocks: list[Block]) -> str:
+    return "\n\n".join(b.text for b in blocks).strip()
+
+
+# -- the order, in words --------------------------------------------------------------------
+
+
+def _rxnorm_of(order: ScreenedOrder) -> Code | None:
+    """The RxNorm coding of the ordered product, when the order or its contained Medication has one."""
+    raw = order.order
+    concepts = [raw.get("medicationCodeableConcept")]
+    ref = raw.get("medicationReference")
+    if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+        contained = raw.get("contained")
+        for resource in contained if isinstance(contained, list) else []:
+            if isinstance(resource, dict) and resource.get("id") == ref["reference"][1:]:
+                concepts.append(resource.get("code"))
+    for concept in concepts:
+        for code in codings_of(concept):
+            if code.system == RXNORM:
+                return code
+    return None
+
+
+def _medication_words(order: ScreenedOrder, drug: str) -> str:
+    medication = order.medication
+    name = (medication.description or "").split(" | ")[0].strip() or drug
+    code = medication.matched
+    if code is None or code.system != RXNORM:
+        code = _rxnorm_of(order) or code
+    known = code is not None and code.system in SYSTEM_NAMES
+    suffix = f" ({code.system_name} {escape_markdown(code.code)})" if known and code else ""
+    return escape_markdown(name) + suffix
+
+
+def _route_words(order: ScreenedOrder) -> str:
+    """The route by its display or text; for an order without one, why it counts as IV."""
+    dosages = order.order.get("dosageInstruction")
+    for dosage in dosages if isinstance(dosages, list) else [dosages]:
+        route = dosage.get("route") if isinstance(dosage, dict) else None
+        if not isinstance(route, dict):
+            continue
+        names = [c.display for c in codings_of(route) if c.display.strip()]
+        text = route.get("text") if isinstance(route.get("text"), str) else ""
+        name = text.strip() or (names[0] if names else "")
+        if name.casefold().endswith(" route"):
+            name = name[: -len(" route")]
+        if name:
+            return f", route {escape_markdown(name, 60)}"
+    explanation = order.route.explanation
+    if "premixed IV bag" in explanation:
+        return ", a premixed IV bag"
+    if "infusion rate or duration" in explanation:
+        return ", given as an infusion (rate or duration set)"
+    return ""
+
+
+def _code_words(match: ClassifiedCode) -> str:
+    code = match.indication.code
+    name = code.display or match.indication.text
+    words = f"{code.system_name} {code.code}" + (f" ({name})" if name else "")
+    return escape_markdown(words, 120)
+
+
+# -- blocks -----------------------------------------------------------------------------------
+
+
+def _indication_list(named: tuple[ClassifiedCode, ...]) -> str:
+    labels = [f"**{m.family.label}**" for m in named]
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _quote_blocks(policy: Policy, named: tuple[ClassifiedCode, ...]) -> list[Block]:
+    sections = list(dict.fromkeys(m.family.section for m in named))
+    return [Block(ESSENTIAL, f"> **{policy.sections[s].label}** {policy.sections[s].statement}")
+            for s in sections if s in policy.sections]
+
+
+def _replaced_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) -> list[Block]:
+    policy = choice.policy
+    if not choice.replaced or policy.effective_end is None or choice.when is None:
+        return []
+    fill = {"version": policy.version or policy.number or policy.title, "end": policy.effective_end.isoformat(),
+            "when": choice.when.isoformat()}
+    links: tuple[dict[str, str], ...] = ()
+    if policy.find_current:
+        hint = policy.find_current
+        if policy.find_current_url:
+            hint = f"[{policy.find_current}]({policy.find_current_url})"
+            label = " ".join(text.get("labels", "find_current_link").format(**values).split())
+            links = ({"label": label, "url": policy.find_current_url, "type": "absolute"},)
+        line = text.get("lines", "replaced").format(find_current=hint, **fill)
     else:
-        section_name = text.get("labels", "section_names").get(section_id or "", "")
-        heading = text.get("headings", "evidence_general").format(section=section_name)
-    lines.append(f"**{heading}**")
-    lines.append("")
+        line = text.get("lines", "replaced_no_hint").format(**fill)
+    return [Block(IMPORTANT, line, links)]
+
+
+def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[Block]:
+    blocks = []
+    section_names = text.get("labels", "section_names")
+    for reason in reasons:
+        if reason.family is not None:
+            line = text.get("lines", "reads_as").format(
+                name=escape_markdown(reason.name, 80), family=reason.family.label,
+                section=section_names.get(reason.family.section, reason.family.section))
+        elif reason.name:
+            line = text.get("lines", "not_coded").format(name=escape_markdown(reason.name, 80))
+        else:
+            line = text.get("lines", "condition_without_code")
+        blocks.append(Block(IMPORTANT, line))
+    return blocks
+
+
+def _evidence_blocks(policy: Policy, primary: ClassifiedCode | None, drug_id: str, drug: str,
+                     text: CardText) -> list[Block]:
+    """The strongest studies the policy cites for the indication, the ordered drug's first."""
+    if primary is None:
+        return []
+    family = primary.family
+    section = family.section
+    general = "chronic_pain_general" if section == "chronic_pain" else "psychiatric_general"
+    evidence = policy.evidence.get(family.id) or policy.evidence.get(general) or {}
+    label = family.label if policy.evidence.get(family.id) else \
+        text.get("labels", "section_names").get(section, section).replace("-", " ")
+    studies = list(evidence.get("studies", []))
+    if not studies:
+        return [Block(USEFUL, text.get("lines", "no_studies").format(indication=label))]
+    of_drug = [s for s in studies if s.get("drug") == drug_id]
+    ordered = of_drug + [s for s in studies if s.get("drug") != drug_id]
     limits = text.get("limits")
-    for study in evidence.get("studies", [])[: limits["studies"]]:
+    blocks = [Block(USEFUL, text.get("lines", "evidence").format(indication=label))]
+    if not of_drug:
+        blocks.insert(0, Block(USEFUL, text.get("lines", "no_study_of_drug").format(drug=drug, indication=label)))
+    for rank, study in enumerate(ordered[: limits["studies"]]):
         citation = policy.citations.get(study["ref"], {})
-        label = citation.get("label", study["ref"])
-        url = citation.get("url")
-        ref = f"[{label}]({url})" if url else label
-        lines.append(f"- {ref}: {study['finding']}")
-        if url and len(links) < MAX_STUDY_LINKS:
-            links.append({"label": _short(label), "url": url, "type": "absolute"})
-    for rating in evidence.get("ratings", []):
-        lines.append(f"- {rating.get('source', 'Rating')} rating {rating.get('rating', '')}: "
-                     f"{rating.get('text', '')}".rstrip())
-    for guideline in evidence.get("guidelines", [])[: limits["guidelines"]]:
-        citation = policy.citations.get(guideline.get("ref", ""), {})
-        label = citation.get("label") or guideline.get("ref", "Guideline")
-        lines.append(f"- {label}: {first_sentence(guideline.get('text', ''))}")
-        url = citation.get("url")
-        if url and len(links) < MAX_STUDY_LINKS and all(link["url"] != url for link in links):
-            links.append({"label": _short(label), "url": url, "type": "absolute"})
-    lines.append("")
-    return lines, links
+        name = citation.get("label", study["ref"])
+        url = citation.get("url") or ""
+        ref = f"[{name}]({url})" if url.startswith("https://") else name
+        finding = shorten(study["finding"], limits["finding_chars"])
+        links = ({"label": shorten(name, 100), "url": url, "type": "absolute"},) if url.startswith("https://") else ()
+        priority = USEFUL if rank < 2 else EXTRA  # the two strongest stay; a third only if it fits
+        blocks.append(Block(priority, f"- {ref} — *{study.get('drug', '')}*: {finding}", links))
+    return blocks
+
+
+def _plan_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) -> list[Block]:
+    if choice.basis == "coverage":
+        key = "plan_coverage"
+    elif choice.basis == "unmatched":
+        return []
+    elif choice.plan:
+        key = "plan_default_unmatched"
+    elif choice.coverage_unknown:
+        key = "plan_default_unknown"
+    else:
+        key = "plan_default_no_coverage"
+    return [Block(EXTRA, text.get("lines", key).format(plan=escape_markdown(choice.plan, 80), **values))]
 
 
 def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str, Any]:
-    policy = decision.policy_choice.policy
+    choice = decision.policy_choice
+    policy = choice.policy
     order = decision.order
+    drug_id = order.medication.drug.id if order.medication.drug else ""
     drug = order.medication.drug.label if order.medication.drug else "anesthetic"
-    family = decision.family
-    indication_label = family.label if family else ""
+    kind = decision.kind
+    named = decision.named or ((decision.primary,) if decision.primary else ())
+    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
+    number = policy.number
     values = {
         "drug": drug,
-        "indication": indication_label,
+        "indication": (" and ".join(m.family.label for m in named) if named
+                       else reads_as.label if reads_as else ""),
+        "indications": _indication_list(named),
         "payer": policy.payer_short_name,
         "payer_name": policy.payer_name,
-        "number": policy.number,
+        "number": number,
         "title": policy.title,
+        "policy_name": f"{policy.payer_name} policy {number}" if number
+        else f"{policy.payer_name} policy *{policy.title}*",
     }
-    kind = decision.kind
-    summary = _fit_summary(text.get("summary", kind), values)
+    summary_key = "uncoded_reason_named" if kind == "uncoded_reason" and reads_as else kind
+    summary = _fit_summary(text.get("summary", summary_key), values)
+    if summary.endswith("…") and len(named) > 1:
+        values["indication"] = f"{named[0].family.label} (+{len(named) - 1} more)"
+        summary = _fit_summary(text.get("summary", summary_key), values)
 
-    detail: list[str] = [text.get("lead", kind).format(**values), ""]
+    lead_key = "undocumented_unavailable" if kind == "undocumented" and decision.problem_list_unavailable else kind
+    blocks: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", lead_key).format(**values).split()))]
+    if kind in WARNING_KINDS:
+        blocks.extend(_quote_blocks(policy, named))
+    elif kind == "uncoded_reason" and reads_as is not None and reads_as.section in policy.sections:
+        section = policy.sections[reads_as.section]
+        blocks.append(Block(ESSENTIAL, f"> **{section.label}** {section.statement}"))
+    if kind != "no_policy":
+        blocks.extend(_replaced_block(choice, text, values))
 
-    # The policy statement(s), quoted.
-    sections = [policy.sections[decision.section_id]] if decision.section_id in policy.sections \
-        else list(policy.sections.values())
-    version = f", version {policy.version}" if policy.version else ""
-    number = f" {policy.number}" if policy.number else ""
-    detail.append(f"**{text.get('headings', 'policy')}: {policy.payer_name}{number}{version}** "
-                  f"({escape_markdown(decision.policy_choice.explanation)})")
-    detail.append("")
-    for section in sections:
-        detail.append(f"> **{section.label}** {section.statement}")
-        detail.append("")
+    if kind in WARNING_KINDS and named:
+        codes = "; ".join(_code_words(m) for m in named)
+        key = "why_problem_list" if kind == "warning_problem_list" else "why_order"
+        blocks.append(Block(IMPORTANT, text.get("lines", key).format(codes=codes)))
+    blocks.extend(_uncoded_lines(decision.uncoded, text))
 
-    # Why it matched.
-    medication = order.medication
-    med_desc = escape_markdown(medication.description or drug)
-    med_code = f" — {escape_markdown(medication.matched.label())}" if medication.matched else ""
-    detail.append(f"**{text.get('headings', 'why')}**")
-    detail.append("")
-    detail.append(f"- Order: {escape_markdown(order.order_ref)}")
-    detail.append(f"- Medication: {med_desc}{med_code}")
-    detail.append(f"- IV because: {escape_markdown(order.route.explanation)}")
-    if decision.primary is not None:
-        ind = decision.primary.indication
-        detail.append(f"- Indication: {escape_markdown(ind.describe())} from "
-                      f"{escape_markdown(ind.source)}; policy family: {decision.primary.family.label}")
-    others = [m for m in decision.matches if m is not decision.primary][:5]
-    for match in others:
-        detail.append(f"- Also found: {escape_markdown(match.indication.describe())} "
-                      f"({match.family.label}) from {escape_markdown(match.indication.source)}")
-    for missing in decision.missing:
-        detail.append(f"- Could not be retrieved: {escape_markdown(missing)}")
-    for reason in decision.uncoded:
-        detail.append(f"- Not coded: {escape_markdown(reason)}")
-    detail.append("")
+    blocks.append(Block(IMPORTANT, text.get("lines", "order").format(
+        medication=_medication_words(order, drug), route=_route_words(order))))
+    caveat = getattr(order.medication, "caveat", "")
+    if isinstance(caveat, str) and caveat.strip():
+        blocks.append(Block(IMPORTANT, f"**Note:** {escape_markdown(caveat, 300)}"))
 
-    evidence_lines, links = _evidence_block(policy, family.id if family else None,
-                                            decision.section_id, text, indication_label)
-    if kind in ("warning", "warning_problem_list", "advisory"):
-        detail.extend(evidence_lines)
-    else:
-        links = []
+    if kind in WARNING_KINDS:
+        blocks.extend(_evidence_blocks(policy, decision.primary, drug_id, drug, text))
+    blocks.extend(_plan_block(choice, text, values))
+    if kind != "no_policy":
+        blocks.append(Block(EXTRA, text.get("lines", "change")))
 
-    detail.append(f"**{text.get('headings', 'change')}**")
-    detail.append("")
-    detail.extend(f"- {item}" for item in text.get("change_items"))
+    blocks = _fit_detail(blocks, text.get("limits", "detail_chars"))
+    if not any(b.text.startswith("- ") for b in blocks):  # a studies heading without studies
+        blocks = [b for b in blocks if not b.text.startswith("**Studies")]
 
-    card_links = []
+    card_links: list[dict[str, str]] = []
     if policy.url:
         card_links.append({
             "label": " ".join(text.get("labels", "policy_link").format(**values).split()),
             "url": policy.url,
             "type": "absolute",
         })
-    card_links.extend(links)
+    for block in blocks:
+        for link in block.links:
+            if all(link["url"] != known["url"] for known in card_links):
+                card_links.append(link)
 
     source: dict[str, Any] = {"label": policy.payer_name, "topic": dict(text.get("topic"))}
     if policy.url:
@@ -171,7 +333,7 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
     card: dict[str, Any] = {
         "uuid": card_uuid,
         "summary": summary,
-        "detail": "\n".join(line for line in detail).strip(),
+        "detail": _join(blocks),
         "indicator": decision.indicator,
         "source": source,
         "overrideReasons": [
@@ -182,22 +344,24 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
         "extension": {
             EXTENSION_KEY: _without_empty({
                 "policy": policy.id,
-                "policyBasis": decision.policy_choice.basis,
+                "policyBasis": choice.basis,
+                "policyVersion": policy.version,
+                "policyReplaced": choice.replaced or None,
                 "section": decision.section_id,
-                "family": family.id if family else None,
+                "family": decision.family.id if decision.family else None,
+                "families": [m.family.id for m in named] if len(named) > 1 else None,
+                "readsAs": reads_as.id if reads_as else None,
                 "basis": decision.basis,
                 "order": order.order_ref,
-                "drug": order.medication.drug.id if order.medication.drug else None,
+                "drug": drug_id or None,
             })
         },
     }
+    if not card["overrideReasons"]:
+        del card["overrideReasons"]
     if card_links:
         card["links"] = card_links
     return card
-
-
-def _short(label: str, limit: int = 100) -> str:
-    return label if len(label) <= limit else label[: limit - 1].rstrip() + "…"
 
 
 def _without_empty(mapping: dict[str, Any]) -> dict[str, Any]:

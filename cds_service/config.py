@@ -28,6 +28,12 @@ DEFAULTS: dict[str, object] = {
     "CARDS_DIR": str(default_cards_dir()),
     # Policy applied when no Coverage in the request matches a payer in cards/policies.
     "DEFAULT_POLICY_ID": "bcbsmn-ii-271",
+    # When the default policy applies: no-coverage (only when the request carries no coverage,
+    # or it could not be retrieved) | unmatched-coverage (also when the payor matches no policy).
+    "DEFAULT_POLICY_WHEN": "no-coverage",
+    # Card for a coverage whose payor matches no bundled policy (with DEFAULT_POLICY_WHEN
+    # no-coverage): info (names the plan, says no policy for it is on file) | none (quiet).
+    "UNMATCHED_PAYER_CARD": "info",
     # Largest request body accepted (bytes); larger bodies get 413.
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,
     # Most entries accepted in context.draftOrders (orders and any Medication resources sent

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .indications import (
     ClassifiedCode,
     IndicationCode,
     OrderIndications,
+    UncodedReason,
     assess,
+    family_named_in,
 )
 from .knowledge import QUIET_SECTIONS, Family
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 
+KINDS = ("warning", "warning_problem_list", "advisory", "undocumented", "indication_unavailable",
+         "uncoded_reason", "no_policy", "quiet")
+
 
 @dataclass(frozen=True)
 class Decision:
     order: ScreenedOrder
-    kind: str  # warning | warning_problem_list | advisory | undocumented | indication_unavailable | quiet
+    kind: str  # one of KINDS
     policy_choice: PolicyChoice
     primary: ClassifiedCode | None = None
     matches: tuple[ClassifiedCode, ...] = ()
     quiet_reason: str = ""
-    missing: tuple[str, ...] = ()  # what could not be retrieved, in words
-    uncoded: tuple[str, ...] = ()  # reasons the order gives without a code, in words
+    missing: tuple[str, ...] = ()  # what could not be retrieved, in words (for the log)
+    uncoded: tuple[UncodedReason, ...] = ()  # reasons the value sets cannot classify
+    problem_list_unavailable: bool = False  # the active problem list could not be obtained
+    named: tuple[ClassifiedCode, ...] = ()  # every policy indication found, primary first
 
     @property
     def fires(self) -> bool:
@@ -42,6 +49,8 @@ class Decision:
             "warning_problem_list": "problem-list",
             "undocumented": "undocumented",
             "indication_unavailable": "unavailable",
+            "uncoded_reason": "uncoded",
+            "no_policy": "no-policy",
         }.get(self.kind, "none")
 
     @property
@@ -64,8 +73,26 @@ def decide(
     """Apply the policy to one IV ketamine/lidocaine order.
 
     ``problem_list`` is None when the active conditions could not be obtained; ``unavailable``
-    names data that could not be retrieved (for the card to say so).
+    names data that could not be retrieved (for the log; the card says it in clinical words).
+    When the plan has no policy on file (``policy_choice.basis == "unmatched"``), an order that
+    would get a card gets an info card saying so instead (or none, per ``announce``).
     """
+    decision = _decide(order, indications, problem_list, policy_choice, families, unavailable)
+    if policy_choice.basis != "unmatched" or not decision.fires:
+        return decision
+    if not policy_choice.announce:
+        return replace(decision, kind="quiet", quiet_reason="no policy on file for the patient's plan")
+    return replace(decision, kind="no_policy")
+
+
+def _decide(
+    order: ScreenedOrder,
+    indications: OrderIndications,
+    problem_list: list[IndicationCode] | None,
+    policy_choice: PolicyChoice,
+    families: tuple[Family, ...],
+    unavailable: tuple[str, ...],
+) -> Decision:
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
 
@@ -73,27 +100,33 @@ def decide(
         return Decision(order, "quiet", policy_choice,
                         quiet_reason="the order's reason is a procedure (anesthetic or procedural use)")
 
+    uncoded = tuple(replace(u, family=family_named_in(u.name, families)) if u.name else u
+                    for u in indications.uncoded)
     if indications.codes:
         result = assess(indications.codes, families, drug_id, evidence_families)
         if result.outcome == "exempt":
             return Decision(order, "quiet", policy_choice, result.primary, result.matches,
                             quiet_reason=f"indication outside the experimental list: {result.exempt_reason}")
         if result.outcome == "warn":
-            return Decision(order, "warning", policy_choice, result.primary, result.matches)
+            return Decision(order, "warning", policy_choice, result.primary, result.matches,
+                            uncoded=uncoded, named=result.named)
         if result.outcome == "advisory":
-            return Decision(order, "advisory", policy_choice, result.primary, result.matches)
-        if not indications.unresolved and not indications.uncoded:
+            return Decision(order, "advisory", policy_choice, result.primary, result.matches,
+                            uncoded=uncoded, named=result.named)
+        if not indications.unresolved and not uncoded:
             return Decision(order, "quiet", policy_choice, None, result.matches,
                             quiet_reason="the documented indication is not one the policy addresses")
 
-    if indications.unresolved or indications.uncoded:
+    if indications.unresolved:
         missing = tuple(f"the order's reason {ref}" for ref in indications.unresolved) + unavailable
-        return Decision(order, "indication_unavailable", policy_choice, missing=missing,
-                        uncoded=indications.uncoded)
+        return Decision(order, "indication_unavailable", policy_choice, missing=missing, uncoded=uncoded)
+    if uncoded:
+        return Decision(order, "uncoded_reason", policy_choice, missing=unavailable, uncoded=uncoded)
 
     if problem_list is None:
         return Decision(order, "undocumented", policy_choice,
-                        missing=("the patient's active problem list", *unavailable))
+                        missing=("the patient's active problem list", *unavailable),
+                        problem_list_unavailable=True)
     # Without an indication on the order, exemptions on the problem list do not silence the
     # card: the prescriber is asked to say which condition the order treats.
     candidates = [c for c in problem_list if c.code]
@@ -101,5 +134,5 @@ def decide(
                     drug_id, evidence_families)
     if result.outcome == "warn":
         return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches,
-                        missing=unavailable)
+                        missing=unavailable, named=result.named)
     return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable)

@@ -85,6 +85,8 @@ class FhirDataSource(DataSource):
         if self.request.fhir_server and self.refused:
             note = f"FHIR server not queried: {self.refused}"
             if note not in self.failures:
+                # For the log and audit only: cards say what is missing in clinical words.
+                log.info("FHIR data unavailable: %s", note)
                 self.failures.append(note)
 
     # -- references (Medication, Condition) ---------------------------------------------------

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .knowledge import QUIET_SECTIONS, WARNING_SECTIONS, Family
 from .resource_index import Resource, dicts_in
-from .terminology import ICD10CM, Code, codings_of
+from .terminology import ICD10CM, SYSTEM_NAMES, Code, codings_of
+
+# Code systems the value sets can place a code in (canonical URIs; HL7 OIDs arrive mapped to these).
+KNOWN_SYSTEMS = frozenset(SYSTEM_NAMES)
 
 # ICD-10-CM 7th characters for a later phase of an injury: D subsequent encounter, S sequela.
 LATE_PHASE_7TH_CHARACTERS = frozenset({"D", "S"})
@@ -27,11 +31,21 @@ class IndicationCode:
 
 
 @dataclass(frozen=True)
+class UncodedReason:
+    """A reason the value sets cannot classify: text only, or coded only in unknown code systems."""
+
+    name: str  # the reason's own words (text, else a coding's display); "" when it has none
+    source: str  # reasonCode | reasonReference <ref>
+    local_codes: tuple[Code, ...] = ()  # its codings, all in code systems the service does not know
+    family: Family | None = None  # the policy family its words name (set by the decision)
+
+
+@dataclass(frozen=True)
 class OrderIndications:
     codes: tuple[IndicationCode, ...]
     procedures: tuple[str, ...]  # reasonReference to a Procedure: a procedural (anesthetic) use
     unresolved: tuple[str, ...]  # references that could not be resolved
-    uncoded: tuple[str, ...] = ()  # reasons given without any code, described in words
+    uncoded: tuple[UncodedReason, ...] = ()  # reasons the value sets cannot classify
 
     @property
     def documented(self) -> bool:
@@ -52,12 +66,50 @@ class IndicationAssessment:
     primary: ClassifiedCode | None
     matches: tuple[ClassifiedCode, ...]
     exempt_reason: str = ""
+    named: tuple[ClassifiedCode, ...] = ()  # every live policy indication, primary first
 
 
 def _concept_codes(concept: object, source: str) -> list[IndicationCode]:
+    """The concept's codings in code systems the service knows."""
     text = concept.get("text", "") if isinstance(concept, dict) else ""
     return [IndicationCode(c, source, text if isinstance(text, str) else "")
-            for c in codings_of(concept)]
+            for c in codings_of(concept) if c.system in KNOWN_SYSTEMS]
+
+
+def _uncoded(concept: object, source: str) -> UncodedReason | None:
+    """The concept as an unclassifiable reason when none of its codings is in a known system."""
+    if not isinstance(concept, dict) or _concept_codes(concept, source):
+        return None
+    local = tuple(codings_of(concept))
+    text = concept.get("text")
+    name = text.strip() if isinstance(text, str) and text.strip() else next(
+        (c.display for c in local if c.display.strip()), "")
+    if not name and not local:
+        return None
+    return UncodedReason(" ".join(name.split()), source, local)
+
+
+def _words(text: str) -> str:
+    return " " + re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip() + " "
+
+
+def family_named_in(text: str, families: Iterable[Family]) -> Family | None:
+    """The policy family whose label or synonym (cards/indications.json) the text names.
+
+    Whole words, case- and punctuation-insensitive; the longest name wins, so "bipolar
+    depression" reads as bipolar disorder rather than depression. Only families of the
+    sections the policy calls experimental/investigational are considered.
+    """
+    haystack = _words(text)
+    best: tuple[int, Family] | None = None
+    for family in families:
+        if family.section not in WARNING_SECTIONS:
+            continue
+        for name in (family.label, *family.synonyms):
+            needle = _words(name)
+            if needle.strip() and needle in haystack and (best is None or len(needle) > best[0]):
+                best = (len(needle), family)
+    return best[1] if best else None
 
 
 def order_indications(
@@ -66,12 +118,12 @@ def order_indications(
     codes: list[IndicationCode] = []
     procedures: list[str] = []
     unresolved: list[str] = []
-    uncoded: list[str] = []
+    uncoded: list[UncodedReason] = []
     for concept in dicts_in(order.get("reasonCode")):
-        found = _concept_codes(concept, "reasonCode")
-        codes.extend(found)
-        if not found and isinstance(concept.get("text"), str):
-            uncoded.append(f"the order's reasonCode is text only ('{concept['text']}')")
+        codes.extend(_concept_codes(concept, "reasonCode"))
+        reason = _uncoded(concept, "reasonCode")
+        if reason is not None:
+            uncoded.append(reason)
     for reference in dicts_in(order.get("reasonReference")):
         if not isinstance(reference.get("reference"), str):
             continue
@@ -80,10 +132,13 @@ def order_indications(
         if target is None:
             unresolved.append(ref)
         elif target.get("resourceType") == "Condition":
-            found = _concept_codes(target.get("code"), f"reasonReference {ref}")
-            codes.extend(found)
-            if not found:
-                uncoded.append(f"the order's reason {ref} is a Condition without a code")
+            source = f"reasonReference {ref}"
+            codes.extend(_concept_codes(target.get("code"), source))
+            reason = _uncoded(target.get("code"), source)
+            if reason is None and not _concept_codes(target.get("code"), source):
+                reason = UncodedReason("", source)  # a Condition without any code or text
+            if reason is not None:
+                uncoded.append(reason)
         elif target.get("resourceType") == "Procedure":
             procedures.append(ref)
     return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved), tuple(uncoded))
@@ -171,16 +226,32 @@ def assess(
     late = [c for c in contexts if _late_phase_injury(c.indication.code)
             and c.family.section not in exempt_sections]
     live_advisories = [m for m in advisories if m.family.section not in exempt_sections]
+    others: list[ClassifiedCode] = []
     if live_flags:
         primary, outcome = live_flags[0], "warn"
         refining = [c for c in contexts if c.family.section == primary.family.section
                     and c.family.id in known_evidence]
         if primary.family.id.endswith("_general") and refining:
             primary = refining[0]
+        others = live_flags + late
     elif late:
         primary, outcome = late[0], "warn"
+        others = late
     elif live_advisories:
         primary, outcome = live_advisories[0], "advisory"
+        others = live_advisories
     elif exemptions:
         return IndicationAssessment("exempt", exemptions[0], tuple(matches), exemptions[0].family.label)
-    return IndicationAssessment(outcome, primary, tuple(matches))
+    named = _one_per_family([primary, *others] if primary else [])
+    return IndicationAssessment(outcome, primary, tuple(matches), named=named)
+
+
+def _one_per_family(found: list[ClassifiedCode]) -> tuple[ClassifiedCode, ...]:
+    """The first code found for each family, in order; a general family is dropped when a more
+    specific family of the same section is named (Chronic pain beside CRPS adds nothing)."""
+    first: dict[str, ClassifiedCode] = {}
+    for match in found:
+        first.setdefault(match.family.id, match)
+    specific_sections = {m.family.section for m in first.values() if not m.family.id.endswith("_general")}
+    return tuple(m for m in first.values()
+                 if not (m.family.id.endswith("_general") and m.family.section in specific_sections))

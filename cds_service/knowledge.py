@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ class Family:
     valueset: ValueSetMatcher
     drugs: frozenset[str]
     exempts: frozenset[str] = frozenset()  # sections this (never-warn) use silences on the order
+    synonyms: tuple[str, ...] = ()  # names of the family in words (seed wording)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ class Policy:
     override_reasons: tuple[dict[str, str], ...]
     summary_of_evidence: str
     raw: dict[str, Any] = field(repr=False)
+    key: str = ""  # groups the versions of one plan's policy (cards/policies/*.json "policy_key")
+    effective_start: date | None = None  # inclusive; None: open
+    effective_end: date | None = None  # exclusive: the date this version was replaced; None: open
+    find_current: str = ""  # how to find the current version, in words
+    find_current_url: str = ""
+
+    def in_effect(self, when: date) -> bool:
+        return ((self.effective_start is None or self.effective_start <= when)
+                and (self.effective_end is None or when < self.effective_end))
 
 
 @dataclass(frozen=True)
@@ -143,7 +155,30 @@ def _load_policy(path: Path) -> Policy:
         override_reasons=tuple(data.get("override_reasons", [])),
         summary_of_evidence=data.get("summary_of_evidence", ""),
         raw=data,
+        key=data.get("policy_key") or data["id"],
+        effective_start=_date_or_none(policy.get("effective", {}).get("start")),
+        effective_end=_date_or_none(policy.get("effective", {}).get("end")),
+        find_current=policy.get("find_current", {}).get("text", ""),
+        find_current_url=policy.get("find_current", {}).get("url", ""),
     )
+
+
+def _date_or_none(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _check_versions(policies: dict[str, Policy]) -> None:
+    """Versions of one plan's policy (same key, same payer) must not overlap in time."""
+    by_key: dict[str, list[Policy]] = {}
+    for policy in policies.values():
+        by_key.setdefault(policy.key, []).append(policy)
+    for key, versions in by_key.items():
+        ordered = sorted(versions, key=lambda p: p.effective_start or date.min)
+        for earlier, later in pairwise(ordered):
+            if earlier.payer_name != later.payer_name:
+                raise ValueError(f"policy key {key}: versions name different payers")
+            if earlier.effective_end is None or (later.effective_start or date.min) < earlier.effective_end:
+                raise ValueError(f"policy key {key}: {earlier.id} and {later.id} overlap in time")
 
 
 def _whole_words(words: list[str]) -> re.Pattern[str]:
@@ -243,6 +278,7 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
             valueset=valuesets[f["valueset"]],
             drugs=frozenset(f.get("drugs", [])),
             exempts=frozenset(f.get("exempts", [])),
+            synonyms=tuple(f.get("synonyms", [])),
         )
         for f in index["families"]
     )
@@ -279,6 +315,7 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
         policies[policy.id] = policy
     if not policies:
         raise ValueError(f"no policies found in {cards / 'policies'}")
+    _check_versions(policies)
 
     return Knowledge(
         policies=policies,

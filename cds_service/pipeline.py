@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
@@ -25,7 +26,7 @@ from .gather import DataSource, build_index
 from .hook_request import HookRequest
 from .indications import order_indications, problem_list_codes
 from .knowledge import Knowledge
-from .policy_choice import choose_policy
+from .policy_choice import PolicySettings, choose_policy, order_date
 from .resource_index import Resource, draft_order_entries
 from .screening import screen_orders
 
@@ -124,10 +125,11 @@ def evaluate(
     raw_body: bytes,
     knowledge: Knowledge,
     card_text: CardText,
-    default_policy_id: str,
+    default_policy_id: str | PolicySettings,
     data_source_factory: Callable[..., DataSource] = DataSource,
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
     max_cards: int | None = None,
+    today: date | None = None,
 ) -> Evaluation:
     if not mentions_target_drug(raw_body, knowledge):
         return Evaluation(cards=[], fast_path=True)
@@ -175,15 +177,22 @@ def evaluate(
 
     need_problem_list = any(not ind.documented for _, ind in per_order)
     patient = data.patient_data(need_problem_list)
-    policy_choice = choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
-                                  data.resolve, patient.coverage_unavailable)
     problem_list = (problem_list_codes(patient.conditions, request.patient_id)
                     if patient.conditions is not None else None)
 
+    # Policy choice per order: the plan's policy version is the one in effect on the order's date.
+    today = today or date.today()
     decisions = [
-        decide(order, indications, problem_list, policy_choice, knowledge.families,
-               tuple(patient.unavailable))
+        decide(order, indications, problem_list,
+               choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
+                             data.resolve, patient.coverage_unavailable,
+                             when=order_date(order.order, today)),
+               knowledge.families, tuple(patient.unavailable))
         for order, indications in per_order
     ]
+    for decision in decisions:  # the technical details stay in the log; cards say it clinically
+        log.info("decision order=%s kind=%s policy=%s (%s)%s", decision.order.order_ref, decision.kind,
+                 decision.policy_choice.policy.id, decision.policy_choice.explanation,
+                 "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     cards = [render_card(d, card_text, new_uuid()) for d in decisions if d.fires]
     return Evaluation(cards=cards, decisions=decisions)

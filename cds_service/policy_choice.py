@@ -1,20 +1,81 @@
-"""Choose the payer policy from the patient's Coverage (pure)."""
+"""Choose the payer policy, and its version, from the patient's Coverage and the order's date (pure)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 
 from .knowledge import Policy
 from .resource_index import Resource, dicts_in, strings_in
+
+DEFAULT_WHEN_CHOICES = ("no-coverage", "unmatched-coverage")
+UNMATCHED_CARD_CHOICES = ("info", "none")
+UNRETRIEVED = " (could not be retrieved)"
+NO_POLICY_ID = "none"  # the card's and audit trail's policy id when the plan has no policy on file
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """How to choose when the coverage names no bundled policy (config DEFAULT_POLICY_*, UNMATCHED_PAYER_CARD)."""
+
+    default_policy_id: str
+    default_when: str = "no-coverage"  # no-coverage | unmatched-coverage
+    unmatched_card: str = "info"  # info | none
+
+    def __post_init__(self) -> None:
+        if self.default_when not in DEFAULT_WHEN_CHOICES:
+            raise ValueError(f"DEFAULT_POLICY_WHEN must be one of {DEFAULT_WHEN_CHOICES}, "
+                             f"not {self.default_when!r}")
+        if self.unmatched_card not in UNMATCHED_CARD_CHOICES:
+            raise ValueError(f"UNMATCHED_PAYER_CARD must be one of {UNMATCHED_CARD_CHOICES}, "
+                             f"not {self.unmatched_card!r}")
 
 
 @dataclass(frozen=True)
 class PolicyChoice:
     policy: Policy
-    basis: str  # coverage | default
-    explanation: str
+    basis: str  # coverage | default | unmatched (the plan has no policy on file)
+    explanation: str  # for the log and the audit trail, not for the card
+    plan: str = ""  # the patient's plan as the coverage names it
+    when: date | None = None  # the order's date the version was chosen for
+    coverage_unknown: bool = False  # the coverage could not be retrieved
+    announce: bool = True  # unmatched: give an info card (False: stay quiet)
+
+    @property
+    def replaced(self) -> bool:
+        """The order is dated on or after the day this policy version was replaced."""
+        end = self.policy.effective_end
+        return self.when is not None and end is not None and self.when >= end
+
+
+def order_date(order: Resource, today: date) -> date:
+    """The order's ``authoredOn`` date, else ``today`` (also for a partial or unreadable date)."""
+    authored = order.get("authoredOn")
+    if isinstance(authored, str) and len(authored) >= 10:
+        try:
+            return date.fromisoformat(authored[:10])
+        except ValueError:
+            pass
+    return today
+
+
+def version_for(versions: Iterable[Policy], when: date) -> Policy:
+    """The version in effect on ``when``; after the last one ended, that last one (it is marked replaced)."""
+    ordered = sorted(versions, key=lambda p: p.effective_start or date.min)
+    for policy in ordered:
+        if policy.in_effect(when):
+            return policy
+    started = [p for p in ordered if p.effective_start is None or p.effective_start <= when]
+    return started[-1] if started else ordered[0]
+
+
+def no_policy_on_file(plan: str) -> Policy:
+    """A stand-in for a plan whose policy is not bundled: names the plan, states no ruling."""
+    return Policy(id=NO_POLICY_ID, payer_name=plan, payer_short_name=plan, aliases=(), identifiers=(),
+                  title="", number="", version="", url=None, sections={}, evidence={}, citations={},
+                  override_reasons=(), summary_of_evidence="", raw={}, key=NO_POLICY_ID)
 
 
 def normalize_name(name: str) -> str:
@@ -40,7 +101,7 @@ def _payor_candidates(
         if isinstance(payor.get("reference"), str):
             org = resolve(payor["reference"], coverage)
             if org is None and not identifiers and not names:
-                names.append(f"{payor['reference']} (could not be retrieved)")
+                names.append(f"{payor['reference']}{UNRETRIEVED}")
             if org is not None:
                 if isinstance(org.get("name"), str):
                     names.append(org["name"])
@@ -67,14 +128,22 @@ def _matches(policy: Policy, identifiers: list[tuple[str, str]], names: list[str
 def choose_policy(
     coverages: Iterable[Resource],
     policies: dict[str, Policy],
-    default_policy_id: str,
+    settings: PolicySettings | str,
     resolve: Callable[[str, Resource], Resource | None],
     unavailable: Iterable[str] = (),
+    when: date | None = None,
 ) -> PolicyChoice:
-    """The first active Coverage whose payor matches a configured payer wins; else the default.
+    """The first active Coverage whose payor matches a bundled payer policy wins.
 
-    ``unavailable`` names coverage data that could not be retrieved; the default's reason says so.
+    Its version is the one in effect on ``when`` (the order's date). A coverage whose payor
+    matches no bundled policy gets ``basis="unmatched"`` (no policy on file), unless
+    ``settings.default_when`` is ``unmatched-coverage``; the default policy applies when the
+    request carries no coverage (or it could not be retrieved: ``unavailable``).
     """
+    if isinstance(settings, str):
+        settings = PolicySettings(settings)
+    when = when or date.today()
+    unavailable = list(unavailable)
     seen_payors: list[str] = []
     for coverage in coverages:
         if coverage.get("resourceType") != "Coverage" or coverage.get("status") not in (None, "active"):
@@ -83,16 +152,29 @@ def choose_policy(
             for policy in policies.values():
                 why = _matches(policy, identifiers, names)
                 if why:
-                    return PolicyChoice(policy, "coverage",
-                                        f"matched the patient's active coverage ({why})")
-            seen_payors.extend(names or [v for _, v in identifiers])
-    default = policies[default_policy_id]
+                    chosen = version_for([p for p in policies.values() if p.key == policy.key], when)
+                    return PolicyChoice(chosen, "coverage",
+                                        f"matched the patient's active coverage ({why})",
+                                        plan=names[0] if names else chosen.payer_name, when=when)
+            unresolved = [n for n in names if n.endswith(UNRETRIEVED)]
+            if unresolved and len(unresolved) == len(names) and not identifiers:
+                unavailable = [*unavailable, *unresolved]  # unknown payor: not "unmatched"
+                continue
+            seen_payors.extend([n for n in names if not n.endswith(UNRETRIEVED)] or [v for _, v in identifiers])
+    missing = list(dict.fromkeys(unavailable))
+    plans = ", ".join(dict.fromkeys(seen_payors))
+    if seen_payors and settings.default_when == "no-coverage":
+        return PolicyChoice(no_policy_on_file(plans), "unmatched",
+                            f"no bundled payer policy matches the coverage payor ({plans})",
+                            plan=plans, when=when, announce=settings.unmatched_card == "info")
+    default_key = policies[settings.default_policy_id].key
+    default = version_for([p for p in policies.values() if p.key == default_key], when)
     if seen_payors:
-        payors = ", ".join(sorted(set(seen_payors)))
-        why = f"no configured payer policy matches the coverage payor ({payors}); default policy applied"
+        why = f"no configured payer policy matches the coverage payor ({plans}); default policy applied"
     else:
         why = "no active coverage with a payor was available; default policy applied"
-    missing = list(dict.fromkeys(unavailable))
     if missing:
         why += "; could not be retrieved: " + "; ".join(missing)
-    return PolicyChoice(default, "default", why)
+    # Coverage merely not sent is "no coverage"; one that was looked for and not had is unknown.
+    unknown = any("not prefetched" not in m for m in missing)
+    return PolicyChoice(default, "default", why, plan=plans, when=when, coverage_unknown=unknown)

@@ -42,7 +42,7 @@ def call_service(service_id: str):
         body,
         state.knowledge,
         state.card_text,
-        current_app.config["DEFAULT_POLICY_ID"],
+        state.policy_settings,
         data_source_factory=state.data_source_factory,
         max_cards=int(current_app.config["MAX_CARDS"]),
     )

@@ -37,14 +37,14 @@ def test_warning_card_quotes_the_policy_and_names_the_plan(client, app):
     assert study_links and all(link["type"] == "absolute" for link in study_links)
     assert all(link["url"] in card["detail"] for link in study_links)
     assert {r["code"] for r in card["overrideReasons"]} >= {"fda-approved-indication", "clinical-trial"}
-    assert "default policy applied" in card["detail"]
+    assert "No coverage in the request; BCBS Minnesota policy applied by default." in card["detail"]
 
 
 def test_card_under_coverage_matched_policy_says_why(client):
     [card] = post(client, hook_request(med_request(rxnorm("238084"), reason=[icd("F42.2")]), prefetch=KANSAS))
     assert card["source"]["label"] == "Blue Cross and Blue Shield of Kansas"
     assert "url" not in card["source"]  # the Kansas policy URL is not confirmed, so none is given
-    assert "matched the patient's active coverage" in card["detail"]
+    assert "Policy chosen from the patient's coverage (Blue Cross and Blue Shield of Kansas)" in card["detail"]
     assert "obsessive-compulsive disorder" in card["detail"]
 
 
@@ -63,7 +63,7 @@ def test_problem_list_card_says_the_indication_is_not_on_the_order(client):
     [card] = post(client, hook_request(med_request(rxnorm("238084")), prefetch=prefetch))
     assert card["indicator"] == "warning"
     assert "problem list" in card["summary"]
-    assert "does not state an indication" in card["detail"]
+    assert "the order states no indication" in card["detail"]
 
 
 def test_undocumented_card_is_info_and_asks_for_documentation(client):
@@ -93,3 +93,141 @@ def test_summaries_stay_under_140_characters(client, family, payer):
                         prefetch=KANSAS if payer == "ks" else None)
     [card] = post(client, body)
     assert len(card["summary"]) < 140
+
+
+# --- issue 8 §4-§7: short cards in clinical words ---------------------------------------------
+
+from .conftest import FIXTURES, load_json  # noqa: E402
+
+REQUESTS = FIXTURES / "hook-requests"
+MANIFEST = load_json(REQUESTS / "expected.json")["fixtures"]
+FIRED = [c for c in MANIFEST if c["status"] == 200 and c["cards"]]
+CONFIG_WORDS = ("FHIR_", "fhirAuthorization", "access token", "FHIR server", "DEFAULT_POLICY",
+                "UNMATCHED_PAYER", "prefetch", "loopback")
+
+
+def fixture_cards(client, name: str) -> list[dict]:
+    case = next(c for c in MANIFEST if c["file"] == name)
+    response = client.post(f"/cds-services/{case['service']}", data=(REQUESTS / name).read_bytes(),
+                           content_type="application/json")
+    assert response.status_code == 200
+    return response.get_json()["cards"]
+
+
+@pytest.mark.parametrize("name", [c["file"] for c in FIRED])
+def test_every_fired_fixture_card_is_short_and_free_of_technical_words(client, name):
+    for card in fixture_cards(client, name):
+        detail = card["detail"]
+        assert len(detail) <= 1500, len(detail)
+        assert "http://" not in detail
+        assert "MedicationRequest/" not in detail and "Condition/" not in detail
+        assert not [w for w in CONFIG_WORDS if w in detail + card["summary"]]
+        assert "Also found" not in detail
+        assert all(link["url"].startswith("https://") for link in card.get("links", []))
+
+
+def test_plan_without_a_policy_on_file_is_named_and_told_no_other_plans_ruling(client):
+    [card] = fixture_cards(client, "c01-ketamine-depression-medicare-part-b.json")
+    assert card["indicator"] == "info"
+    assert "Medicare Part B" in card["summary"] and "Medicare Part B" in card["detail"]
+    assert card["source"]["label"] == "Medicare Part B"
+    text = card["summary"] + card["detail"]
+    assert "Minnesota" not in text and "II-271" not in text and "EXPERIMENTAL" not in text
+    assert card["extension"]["iv-anesthetics-cds"]["policy"] == "none"
+
+
+@pytest.mark.parametrize("settings,expected", [
+    ({"UNMATCHED_PAYER_CARD": "none"}, None),
+    ({"DEFAULT_POLICY_WHEN": "unmatched-coverage"}, "bcbsmn-ii-271"),
+])
+def test_unmatched_payer_handling_is_configurable(tmp_path, settings, expected):
+    from cds_service import create_app
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False,
+                      "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}", **settings})
+    cards = fixture_cards(app.test_client(), "c01-ketamine-depression-medicare-part-b.json")
+    assert [c["extension"]["iv-anesthetics-cds"]["policy"] for c in cards] == ([expected] if expected else [])
+
+
+def test_bad_unmatched_payer_setting_is_refused_at_start_up(tmp_path):
+    from cds_service import create_app
+    with pytest.raises(ValueError, match="UNMATCHED_PAYER_CARD"):
+        create_app({"TESTING": True, "AUTH_ENABLED": False, "UNMATCHED_PAYER_CARD": "loud",
+                    "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}"})
+
+
+def test_reason_coded_only_in_a_local_system_reads_as_the_indication_it_names(client):
+    [card] = fixture_cards(client, "c02-ketamine-local-code-fibromyalgia.json")
+    assert card["indicator"] == "info"
+    assert ("'Fibromyalgia' reads as a chronic-pain indication this policy calls "
+            "experimental/investigational") in card["detail"]
+    assert "code it to confirm" in card["detail"]
+    assert "urn:oid" not in card["detail"]
+    assert card["extension"]["iv-anesthetics-cds"]["readsAs"] == "fibromyalgia"
+
+
+def test_local_code_with_words_no_family_names_is_still_carded(client):
+    reason = {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.728286", "code": "77",
+                          "display": "Chronic fatigue"}]}
+    [card] = post(client, hook_request(med_request(rxnorm("238084"), reason=[reason])))
+    assert card["indicator"] == "info"
+    assert "'Chronic fatigue' is not coded in a system this service reads" in card["detail"]
+
+
+def test_order_dated_after_the_version_was_replaced_says_so_and_how_to_find_the_current(client):
+    [card] = fixture_cards(client, "13-depression-ketamine-f33.json")
+    assert "Version II-271-00111 was replaced on 2025-01-27" in card["detail"]
+    assert "https://www.bluecrossmn.com/providers/medical-management" in card["detail"]
+    assert card["extension"]["iv-anesthetics-cds"]["policyReplaced"] is True
+    [earlier] = fixture_cards(client, "c03-ketamine-depression-authored-before-mn-replacement.json")
+    assert "replaced" not in earlier["detail"]
+    assert "policyReplaced" not in earlier["extension"]["iv-anesthetics-cds"]
+
+
+def test_lidocaine_order_for_depression_says_the_policy_cites_no_lidocaine_study(client):
+    [card] = fixture_cards(client, "c04-lidocaine-depression.json")
+    assert "The policy cites no study of IV lidocaine for Depression" in card["detail"]
+    assert "— *ketamine*:" in card["detail"]  # the study shown is labelled with its drug
+
+
+def test_problem_list_with_depression_and_crps_names_both(client):
+    [card] = fixture_cards(client, "c05-no-reason-problem-list-depression-and-crps.json")
+    assert "**Depression (incl. TRD)** and **Complex regional pain syndrome**" in card["detail"]
+    assert "II. Intravenous Anesthetics for Psychiatric Disorders" in card["detail"]
+    assert "I. Intravenous Anesthetics for Chronic Pain" in card["detail"]
+    assert card["extension"]["iv-anesthetics-cds"]["families"] == ["depression", "crps"]
+
+
+def test_medication_is_named_once_with_its_rxnorm_code_not_the_ndc(client):
+    [card] = fixture_cards(client, "13-depression-ketamine-f33.json")
+    assert "ketamine 50 MG/ML Injectable Solution (RxNorm 238084), route Intravenous." in card["detail"]
+    assert "0409-2053-10" not in card["detail"] and "NDC" not in card["detail"]
+    assert card["detail"].count("50 MG/ML") == 1
+
+
+def test_medication_caveat_is_rendered_when_present(app):
+    from dataclasses import dataclass, replace
+
+    from cds_service.card_render import render_card
+    from cds_service.decision import decide
+    from cds_service.indications import order_indications
+    from cds_service.policy_choice import choose_policy
+    from cds_service.resource_index import ResourceIndex
+    from cds_service.screening import MedicationFinding, screen_orders
+
+    @dataclass(frozen=True)
+    class WithCaveat(MedicationFinding):
+        caveat: str = ""
+
+    state = app.extensions["cds"]
+    index = ResourceIndex()
+    order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
+    [screened] = screen_orders([(None, order)], None, index.resolve, state.knowledge.medications).in_scope
+    medication = WithCaveat(**{f: getattr(screened.medication, f)
+                               for f in screened.medication.__dataclass_fields__},
+                            caveat="Drug read from the order's display text only <b>")
+    screened = replace(screened, medication=medication)
+    decision = decide(screened, order_indications(order, index.resolve), None,
+                      choose_policy([], state.knowledge.policies, "bcbsmn-ii-271", index.resolve),
+                      state.knowledge.families)
+    card = render_card(decision, state.card_text, "u1")
+    assert "**Note:** Drug read from the order's display text only &lt;b&gt;" in card["detail"]

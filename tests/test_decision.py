@@ -132,3 +132,49 @@ def test_unresolvable_reason_is_reported_not_silenced(knowledge, choice):
 def test_unavailable_problem_list_is_said_in_the_decision(knowledge, choice):
     decision = decide(screened(knowledge), OrderIndications((), (), ()), None, choice, knowledge.families)
     assert decision.kind == "undocumented" and "problem list" in decision.missing[0]
+
+
+def test_reason_coded_only_in_an_unknown_system_is_uncoded_and_named(knowledge, choice):
+    from cds_service.indications import order_indications
+    order = med_request(rxnorm("238084"), reason=[{"coding": [
+        {"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.728286", "code": "9", "display": "Fibromyalgia"}]}])
+    indications = order_indications(order, ResourceIndex().resolve)
+    assert indications.codes == () and indications.uncoded[0].name == "Fibromyalgia"
+    decision = decide(screened(knowledge), indications, None, choice, knowledge.families)
+    assert decision.kind == "uncoded_reason" and decision.indicator == "info"
+    assert decision.uncoded[0].family.id == "fibromyalgia"
+
+
+def test_a_coded_reason_outside_the_policy_beside_an_unknown_one_still_gives_a_card(knowledge, choice):
+    from cds_service.indications import UncodedReason
+    indications = OrderIndications((icd_code("I10"),), (), (), (UncodedReason("PHN", "reasonCode"),))
+    decision = decide(screened(knowledge), indications, None, choice, knowledge.families)
+    assert decision.kind == "uncoded_reason" and decision.uncoded[0].family.id == "postherpetic_neuralgia"
+
+
+@pytest.mark.parametrize("text,family", [
+    ("Bipolar depression", "bipolar"), ("treatment-resistant depression", "depression"),
+    ("CRPS, left arm", "crps"), ("post-traumatic stress disorder", "ptsd"), ("hypertension", None),
+    ("photosensitivity", None),  # no whole-word match inside another word
+])
+def test_reason_words_name_the_most_specific_family(knowledge, text, family):
+    from cds_service.indications import family_named_in
+    found = family_named_in(text, knowledge.families)
+    assert (found.id if found else None) == family
+
+
+def test_unmatched_plan_turns_a_warning_into_a_no_policy_card(knowledge):
+    from cds_service.policy_choice import PolicyChoice, no_policy_on_file
+    unmatched = PolicyChoice(no_policy_on_file("Medicare Part B"), "unmatched", "no match", plan="Medicare Part B")
+    decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"),), (), ()), None, unmatched,
+                      knowledge.families)
+    assert (decision.kind, decision.indicator) == ("no_policy", "info")
+    exempt = decide(screened(knowledge), OrderIndications((), ("Procedure/p",), ()), None, unmatched,
+                    knowledge.families)
+    assert exempt.kind == "quiet"
+
+
+def test_two_policy_indications_are_both_named(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"), icd_code("G90.511")), (), ()),
+                      None, choice, knowledge.families)
+    assert [m.family.id for m in decision.named] == ["depression", "crps"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -77,23 +78,26 @@ def test_condition_search_follows_every_page(fhir_base):
     assert (found.complete, found.pages, len(found.resources)) == (True, 3, 14)
 
 
-def test_page_cap_stops_following_and_the_card_says_so(fhir_base):
+def test_page_cap_stops_following_and_the_card_says_so(fhir_base, caplog):
+    caplog.set_level(logging.INFO)
     app = create_app({"TESTING": True, "AUTH_ENABLED": False, "FHIR_PAGE_SIZE": PAGE_SIZE,
                       "FHIR_MAX_PAGES": 2})
     response = app.test_client().post(SERVICE, json=fixture_body("03-server-paged-problem-list.json",
                                                                  fhir_base))
     [card] = response.get_json()["cards"]
     assert card["extension"][EXT]["basis"] == "undocumented"  # the depression entry is on page 3
-    assert "part of the active conditions (more than 2 pages of Condition" in card["detail"]
+    assert "part of the active conditions (more than 2 pages of Condition" in caplog.text
 
 
-def test_payor_organization_is_read_to_choose_the_policy(paging_app, fhir_base):
+def test_payor_organization_is_read_to_choose_the_policy(paging_app, fhir_base, caplog):
+    caplog.set_level(logging.INFO)
     body = body_with_server(fhir_base, ketamine_order("Condition/seed-cond-2-ptsd"), patient="it-pat-org")
     response = paging_app.test_client().post(SERVICE, json=body)
     [card] = response.get_json()["cards"]
     assert card["extension"][EXT]["policy"] == "bcbsks-iv-anesthetics"
     assert card["extension"][EXT]["policyBasis"] == "coverage"
-    assert "payor name 'Blue Cross and Blue Shield of Kansas'" in card["detail"]
+    assert "Policy chosen from the patient's coverage (Blue Cross and Blue Shield of Kansas)" in card["detail"]
+    assert "payor name 'Blue Cross and Blue Shield of Kansas'" in caplog.text
 
 
 def test_paginated_prefetch_is_completed_through_the_next_link(paging_app, fhir_base):

@@ -36,8 +36,8 @@ def test_payor_reference_is_resolved_to_the_organization_name(policies):
 
 def test_a_different_plan_with_a_similar_name_is_not_matched(policies):
     choice = choose(policies, coverage({"display": "Blue Cross and Blue Shield of Kansas City"}))
-    assert choice.basis == "default"
-    assert "Kansas City" in choice.explanation
+    assert choice.basis == "unmatched"
+    assert choice.policy.payer_name == "Blue Cross and Blue Shield of Kansas City"
 
 
 def test_inactive_coverage_is_ignored(policies):
@@ -52,3 +52,75 @@ def test_no_coverage_applies_the_default_and_says_so(policies):
 
 def test_name_normalisation():
     assert normalize_name(" Blue Cross & Blue Shield of Minnesota ") == "blue cross and blue shield of minnesota"
+
+
+# --- versions by date (issue 8 §6) and plans without a policy (§5) ---------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+from datetime import date  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from cds_service.knowledge import load_knowledge  # noqa: E402
+from cds_service.policy_choice import PolicySettings, order_date  # noqa: E402
+
+CARDS = Path(__file__).resolve().parent.parent / "cards"
+MN_COVERAGE = coverage({"display": "Blue Cross and Blue Shield of Minnesota"})
+
+
+def cards_with_a_second_mn_version(tmp_path, start="2025-01-27"):
+    """A tmp copy of cards/ with a synthetic later Minnesota version (never committed as policy)."""
+    cards = tmp_path / "cards"
+    shutil.copytree(CARDS, cards)
+    data = json.loads((cards / "policies" / "bcbsmn-ii-271.json").read_text())
+    data["id"] = "bcbsmn-ii-271-synthetic-next"
+    data["policy"].update(version="II-271-SYNTHETIC", effective={"start": start, "end": None})
+    (cards / "policies" / "bcbsmn-ii-271-synthetic-next.json").write_text(json.dumps(data))
+    return cards
+
+
+def test_the_version_in_effect_on_the_orders_date_is_chosen(tmp_path):
+    policies = load_knowledge(cards_with_a_second_mn_version(tmp_path)).policies
+    resolve = ResourceIndex().resolve
+    old = choose_policy([MN_COVERAGE], policies, "bcbsmn-ii-271", resolve, when=date(2024, 6, 3))
+    new = choose_policy([MN_COVERAGE], policies, "bcbsmn-ii-271", resolve, when=date(2025, 1, 27))
+    assert (old.policy.id, old.replaced) == ("bcbsmn-ii-271", False)
+    assert (new.policy.id, new.replaced) == ("bcbsmn-ii-271-synthetic-next", False)
+    default = choose_policy([], policies, "bcbsmn-ii-271", resolve, when=date(2026, 1, 1))
+    assert default.policy.id == "bcbsmn-ii-271-synthetic-next"
+
+
+def test_with_only_the_replaced_version_on_file_it_applies_marked_replaced(policies):
+    choice = choose_policy([MN_COVERAGE], policies, "bcbsmn-ii-271", ResourceIndex().resolve,
+                           when=date(2025, 1, 27))
+    assert choice.policy.id == "bcbsmn-ii-271" and choice.replaced
+
+
+def test_overlapping_versions_of_one_plan_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="overlap"):
+        load_knowledge(cards_with_a_second_mn_version(tmp_path, start="2024-01-01"))
+
+
+def test_order_date_is_authored_on_else_today():
+    today = date(2026, 12, 1)
+    assert order_date({"authoredOn": "2024-06-03T09:14:00-05:00"}, today) == date(2024, 6, 3)
+    assert order_date({"authoredOn": "2024"}, today) == today
+    assert order_date({"authoredOn": "not a date"}, today) == today
+    assert order_date({}, today) == today
+
+
+def test_unmatched_payor_gets_no_policy_unless_configured_to_use_the_default(policies):
+    medicare = coverage({"display": "Medicare Part B"})
+    resolve = ResourceIndex().resolve
+    choice = choose_policy([medicare], policies, PolicySettings("bcbsmn-ii-271"), resolve)
+    assert (choice.basis, choice.policy.id, choice.plan) == ("unmatched", "none", "Medicare Part B")
+    quiet = choose_policy([medicare], policies, PolicySettings("bcbsmn-ii-271", unmatched_card="none"), resolve)
+    assert quiet.basis == "unmatched" and not quiet.announce
+    fallback = choose_policy([medicare], policies,
+                             PolicySettings("bcbsmn-ii-271", default_when="unmatched-coverage"), resolve)
+    assert (fallback.basis, fallback.policy.id) == ("default", "bcbsmn-ii-271")
+
+
+def test_policy_settings_refuse_unknown_values():
+    with pytest.raises(ValueError, match="DEFAULT_POLICY_WHEN"):
+        PolicySettings("bcbsmn-ii-271", default_when="sometimes")

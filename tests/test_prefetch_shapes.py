@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from .factories import condition, hook_request, icd, searchset
@@ -29,19 +31,21 @@ def only_card(client, prefetch: dict | None):
 
 @pytest.mark.parametrize("conditions", ["missing", None, OUTCOME, searchset(OUTCOME)],
                          ids=["missing-key", "null", "operation-outcome", "searchset-with-error-outcome"])
-def test_unanswered_conditions_prefetch_says_the_problem_list_could_not_be_retrieved(client, conditions):
+def test_unanswered_conditions_prefetch_says_the_problem_list_could_not_be_retrieved(client, conditions, caplog):
+    caplog.set_level(logging.INFO)
     prefetch = {"coverage": searchset()}
     if conditions != "missing":
         prefetch["conditions"] = conditions
     card = only_card(client, prefetch)
     assert card["extension"][EXT]["basis"] == "undocumented"
-    assert "Could not be retrieved: the patient's active problem list" in card["detail"]
+    assert "the patient's active problem list could not be checked" in card["detail"]
+    assert "could not be retrieved: the patient's active problem list" in caplog.text
 
 
 def test_empty_conditions_searchset_means_no_problems_not_missing_data(client):
     card = only_card(client, {"conditions": searchset(), "coverage": searchset()})
     assert card["extension"][EXT]["basis"] == "undocumented"
-    assert "Could not be retrieved" not in card["detail"]
+    assert "could not be checked" not in card["detail"]
 
 
 def test_prefetched_problem_list_with_a_policy_condition_warns(client):
@@ -50,31 +54,34 @@ def test_prefetched_problem_list_with_a_policy_condition_warns(client):
     assert card["extension"][EXT]["family"] == "depression"
 
 
-def test_paginated_conditions_prefetch_without_fhir_server_uses_the_first_page_and_says_so(client):
+def test_paginated_conditions_prefetch_without_fhir_server_uses_the_first_page_and_says_so(client, caplog):
+    caplog.set_level(logging.INFO)
     page = searchset(DEPRESSION)
     page["link"] = [{"relation": "next", "url": "http://127.0.0.1:9/fhir/Condition?page=2"}]
     body = hook_request(ketamine_order(None), prefetch={"conditions": page, "coverage": searchset()})
     response = client.post(SERVICE, json=body)
     [card] = response.get_json()["cards"]
     assert card["extension"][EXT]["family"] == "depression"
-    assert "further pages of the prefetched active conditions" in card["detail"]
+    assert "further pages of the prefetched active conditions" in caplog.text
 
 
 @pytest.mark.parametrize("coverage", ["missing", None, OUTCOME],
                          ids=["missing-key", "null", "operation-outcome"])
-def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(client, coverage):
+def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(client, coverage, caplog):
+    caplog.set_level(logging.INFO)
     prefetch = {"conditions": searchset(DEPRESSION)}
     if coverage != "missing":
         prefetch["coverage"] = coverage
     card = only_card(client, prefetch)
     assert card["extension"][EXT]["policyBasis"] == "default"
-    assert "could not be retrieved: the patient's coverage (not prefetched)" in card["detail"]
+    assert "could not be retrieved: the patient's coverage (not prefetched)" in caplog.text
 
 
-def test_empty_coverage_searchset_applies_the_default_policy(client):
+def test_empty_coverage_searchset_applies_the_default_policy(client, caplog):
+    caplog.set_level(logging.INFO)
     card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": searchset()})
     assert card["extension"][EXT]["policyBasis"] == "default"
-    assert "no active coverage with a payor was available" in card["detail"]
+    assert "no active coverage with a payor was available" in caplog.text
 
 
 def test_prefetched_coverage_payor_resolves_through_a_prefetched_organization(client):
@@ -84,7 +91,8 @@ def test_prefetched_coverage_payor_resolves_through_a_prefetched_organization(cl
     assert card["extension"][EXT]["policyBasis"] == "coverage"
 
 
-def test_unresolvable_payor_reference_is_named_in_the_default_policy_reason(client):
+def test_unresolvable_payor_reference_is_named_in_the_default_policy_reason(client, caplog):
+    caplog.set_level(logging.INFO)
     card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": searchset(KANSAS_COVERAGE)})
     assert card["extension"][EXT]["policyBasis"] == "default"
-    assert "Organization/org-ks (could not be retrieved)" in card["detail"]
+    assert "Organization/org-ks (could not be retrieved)" in caplog.text

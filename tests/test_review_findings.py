@@ -69,13 +69,13 @@ def test_reason_condition_without_a_code_is_named_not_replaced_by_the_problem_li
         "subject": {"reference": "Patient/p1"}}], reasonReference=[{"reference": "#c1"}])
     [card] = cards_for(client, order)
     assert card["indicator"] == "info"
-    assert "Not coded: the order's reason #c1 is a Condition without a code" in card["detail"]
+    assert "'depression' reads as a psychiatric indication" in card["detail"]
     assert "problem list shows" not in card["summary"]
 
 
 def test_text_only_reason_code_is_named(client):
     [card] = cards_for(client, med_request(rxnorm("238084"), reason=[{"text": "treatment-resistant depression"}]))
-    assert "Not coded: the order's reasonCode is text only" in card["detail"]
+    assert "'treatment-resistant depression' reads as a psychiatric indication" in card["detail"]
 
 
 @pytest.mark.parametrize("codes,warns", [
