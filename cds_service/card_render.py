@@ -300,8 +300,8 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
 
     blocks.append(Block(IMPORTANT, text.get("lines", "order").format(
         medication=_medication_words(order, drug), route=_route_words(order))))
-    caveat = getattr(order.medication, "caveat", "")
-    if isinstance(caveat, str) and caveat.strip():
+    caveat = order.medication.caveat
+    if caveat.strip():
         blocks.append(Block(IMPORTANT, f"**Note:** {escape_markdown(caveat, 300)}"))
 
     if kind in WARNING_KINDS:

@@ -205,26 +205,20 @@ def test_medication_is_named_once_with_its_rxnorm_code_not_the_ndc(client):
 
 
 def test_medication_caveat_is_rendered_when_present(app):
-    from dataclasses import dataclass, replace
+    from dataclasses import replace
 
     from cds_service.card_render import render_card
     from cds_service.decision import decide
     from cds_service.indications import order_indications
     from cds_service.policy_choice import choose_policy
     from cds_service.resource_index import ResourceIndex
-    from cds_service.screening import MedicationFinding, screen_orders
-
-    @dataclass(frozen=True)
-    class WithCaveat(MedicationFinding):
-        caveat: str = ""
+    from cds_service.screening import screen_orders
 
     state = app.extensions["cds"]
     index = ResourceIndex()
     order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
     [screened] = screen_orders([(None, order)], None, index.resolve, state.knowledge.medications).in_scope
-    medication = WithCaveat(**{f: getattr(screened.medication, f)
-                               for f in screened.medication.__dataclass_fields__},
-                            caveat="Drug read from the order's display text only <b>")
+    medication = replace(screened.medication, caveat="Drug read from the order's display text only <b>")
     screened = replace(screened, medication=medication)
     decision = decide(screened, order_indications(order, index.resolve), None,
                       choose_policy([], state.knowledge.policies, "bcbsmn-ii-271", index.resolve),
