@@ -28,4 +28,8 @@ as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
 as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U cds cds_test
 echo "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (data in $DIR)"
 echo "stop it with: runuser -u $RUN_AS -- $BIN/pg_ctl -D $DIR/data stop"
+# For a caller that stops it again (.ci/run does, on exit): where the stop command can find it.
+if [ -n "${CDS_PG_STOP_FILE:-}" ]; then
+  printf 'runuser -u %s -- %s/pg_ctl -D %s/data stop -m fast\n' "$RUN_AS" "$BIN" "$DIR" > "$CDS_PG_STOP_FILE"
+fi
 echo "postgresql://cds@127.0.0.1:$PORT/cds_test" >&3

@@ -1,6 +1,6 @@
 """Log output of the ``cds_service`` loggers: level and format (json | text) from configuration.
 
-One handler on the ``cds_service`` logger, writing to standard error (gunicorn and most
+One handler on the ``cds_service`` logger, writing to standard error (waitress and most
 process managers collect it). A record may carry structured fields in ``extra={"fields": {...}}``;
 the JSON format puts them at the top level of the line, the text format appends them as
 ``key=value``. Records still propagate, so an operator's own root handlers keep working.
