@@ -251,7 +251,9 @@ def _plan_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) ->
         key = "plan_default_unknown"
     else:
         key = "plan_default_no_coverage"
-    return [Block(EXTRA, text.get("lines", key).format(plan=escape_markdown(choice.plan, 80), **values))]
+    # Which plan's policy this is, and why, is never dropped: without it a default policy reads as
+    # the patient's own plan.
+    return [Block(ESSENTIAL, text.get("lines", key).format(plan=escape_markdown(choice.plan, 80), **values))]
 
 
 def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str, Any]:
@@ -291,6 +293,7 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
         blocks.append(Block(ESSENTIAL, f"> **{section.label}** {section.statement}"))
     if kind != "no_policy":
         blocks.extend(_replaced_block(choice, text, values))
+    blocks.extend(_plan_block(choice, text, values))
 
     if kind in WARNING_KINDS and named:
         codes = "; ".join(_code_words(m) for m in named)
@@ -306,7 +309,6 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
 
     if kind in WARNING_KINDS:
         blocks.extend(_evidence_blocks(policy, decision.primary, drug_id, drug, text))
-    blocks.extend(_plan_block(choice, text, values))
     if kind != "no_policy":
         blocks.append(Block(EXTRA, text.get("lines", "change")))
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from .cds_response_rules import assert_valid_response
+from .conftest import FIXTURES, load_json
 from .factories import condition, hook_request, icd, med_request, rxnorm, searchset
 
 SIGN = "/cds-services/iv-anesthetics-order-sign"
@@ -97,7 +98,6 @@ def test_summaries_stay_under_140_characters(client, family, payer):
 
 # --- issue 8 §4-§7: short cards in clinical words ---------------------------------------------
 
-from .conftest import FIXTURES, load_json  # noqa: E402
 
 REQUESTS = FIXTURES / "hook-requests"
 MANIFEST = load_json(REQUESTS / "expected.json")["fixtures"]
@@ -225,3 +225,21 @@ def test_medication_caveat_is_rendered_when_present(app):
                       state.knowledge.families)
     card = render_card(decision, state.card_text, "u1")
     assert "**Note:** Drug read from the order's display text only &lt;b&gt;" in card["detail"]
+
+
+CARDED = [c for c in MANIFEST if c["status"] == 200 and c["cards"]]
+
+
+@pytest.mark.parametrize("case", CARDED, ids=[c["file"] for c in CARDED])
+def test_every_card_says_which_plans_policy_it_applies_and_why(client, case):
+    """Found with the real sandbox: the 1,500-character fit dropped the plan line from problem-list
+    cards, so a default policy read as the patient's own plan."""
+    body = (FIXTURES / "hook-requests" / case["file"]).read_bytes()
+    for card in client.post(f"/cds-services/{case['service']}", data=body,
+                            content_type="application/json").get_json()["cards"]:
+        if card["extension"]["iv-anesthetics-cds"]["policy"] == "none":
+            assert "no policy" in card["detail"].lower()
+            continue
+        assert any(phrase in card["detail"] for phrase in (
+            "Policy chosen from the patient's coverage", "applied by default")), card["detail"]
+        assert len(card["detail"]) <= 1500
