@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -48,7 +49,11 @@ class ServiceState:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    # The instance folder (default SQLite, spool, session secret) must be known before Flask is
+    # built: from the mapping, else CDS_INSTANCE_PATH, else Flask's default (./instance).
+    instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("CDS_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=str(Path(instance_path).resolve()) if instance_path else None)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env(prefix="CDS")
     if config:

@@ -84,3 +84,13 @@ def test_secret_key_is_generated_once_and_kept_in_the_instance_folder(tmp_path):
     first = instance_secret(str(tmp_path))
     assert len(first) == 64 and instance_secret(str(tmp_path)) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_instance_folder_can_be_moved_out_of_the_checkout(tmp_path, monkeypatch):
+    """Found with the real sandbox: a trial wrote its SQLite file and secret into the repository."""
+    monkeypatch.delenv("CDS_SPOOL_DIR", raising=False)
+    monkeypatch.delenv("CDS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CDS_INSTANCE_PATH", str(tmp_path / "trial"))
+    app = create_app({"AUTH_ENABLED": False, "DATABASE_URL": "", "SECRET_KEY": ""})
+    assert app.instance_path == str(tmp_path / "trial")
+    assert (tmp_path / "trial" / "cds-audit.sqlite3").exists()
