@@ -67,6 +67,12 @@ DEFAULTS: dict[str, object] = {
     # Session-cookie secret for /review. Empty: generated once and kept in the instance folder.
     "SECRET_KEY": "",
     "REVIEW_PAGE_SIZE": 50,
+    # --- Da Vinci CRD (README "Da Vinci CRD") ---
+    # Card source.topic per verified client iss: {"<iss>": {"system": ..., "code": ...,
+    # "display": ...}}. Clients not listed get the CRD card type of the version in use
+    # (2.0.1: CodeSystem/temp "off-guideline"). Epic wants an alphanumeric code of at most 100
+    # characters, e.g. {"system": "urn:iv-anesthetics-cds:card-topic", "code": "offguideline"}.
+    "CARD_TOPIC_BY_ISS": {},
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from .crd.respond import respond as crd_respond
 from .errors import ApiError
 from .hook_request import parse_body, validate_envelope
 from .pipeline import evaluate
@@ -40,12 +41,15 @@ def call_service(service_id: str):
         current_app.config["DEFAULT_POLICY_ID"],
         data_source_factory=state.data_source_factory,
     )
+    client = g.get("cds_client") or {}
+    crd = crd_respond(hook_request, evaluation, service_id=service.id, client_iss=client.get("iss"),
+                      config=current_app.config, database=state.database)  # Da Vinci CRD
+    evaluation = crd.evaluation
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info("hook=%s service=%s hookInstance=%s cards=%d fast_path=%s ms=%.1f",
              hook_request.hook, service.id, hook_request.hook_instance, len(evaluation.cards),
              evaluation.fast_path, elapsed_ms)
-    client = g.get("cds_client") or {}
     state.recorder.record_hook_call(
         HookCall(hook_request, service, evaluation, elapsed_ms, client.get("iss"))
     )
-    return jsonify({"cards": evaluation.cards})
+    return jsonify(crd.body)
