@@ -62,6 +62,14 @@ class CrdSettings:
         return CARD_TYPE_SYSTEMS[self.version]
 
 
+def _sensible(code: str, value: Any) -> bool:
+    if code in (COVERAGE_INFO, CARD_TYPE):
+        return isinstance(value, bool)
+    if code == MAX_CARDS:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return False
+
+
 def read_settings(raw_request: dict[str, Any]) -> CrdSettings:
     """Read ``extension.davinci-crd.*`` of a hook request.
 
@@ -83,8 +91,7 @@ def read_settings(raw_request: dict[str, Any]) -> CrdSettings:
     values: dict[str, Any] = {}
     if isinstance(configuration, dict):
         for code, value in configuration.items():
-            if (code in (COVERAGE_INFO, CARD_TYPE) and isinstance(value, bool)) or (code == MAX_CARDS and isinstance(value, int) and not isinstance(value, bool)
-                  and value >= 0):
+            if _sensible(code, value):
                 values[code] = value
             else:
                 ignored.append(str(code)[:50])
