@@ -36,9 +36,11 @@ def test_crd_fixture_gets_expected_cards_and_coverage_information(client, case):
     assert len(payload["cards"]) == case["cards"]
     actions = payload.get("systemActions", [])
     got = [{"covered": [a["covered"] for a in _assertions(action)],
-            "coverages": [a["coverage"]["reference"] for a in _assertions(action)]}
+            "coverages": [a["coverage"]["reference"] for a in _assertions(action)],
+            "reason": {a["reason"]["text"].split(":")[0] for a in _assertions(action)}}
            for action in actions]
-    assert got == [{"covered": a["covered"], "coverages": a["coverages"]} for a in case["actions"]]
+    assert got == [{"covered": a["covered"], "coverages": a["coverages"], "reason": {a["reason"]}}
+                   for a in case["actions"]]
     assert coverage_information_problems(payload, request) == []
 
 
