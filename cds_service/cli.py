@@ -169,6 +169,19 @@ def cmd_create_reviewer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assertion(args: argparse.Namespace) -> int:
+    """Print a kept CRD coverage assertion (one row per order it covers) as JSON."""
+    from .crd.store import find_assertion
+
+    _, database = _storage_app()
+    rows = find_assertion(database, args.assertion_id)
+    if not rows:
+        print(f"no coverage assertion with id {args.assertion_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     reviewer.add_argument("--password-stdin", action="store_true",
                           help="read the password from standard input instead of prompting")
     reviewer.set_defaults(func=cmd_create_reviewer)
+    assertion = sub.add_parser("assertion", help="show a Da Vinci CRD coverage assertion by its "
+                                                 "coverage-assertion-id")
+    assertion.add_argument("assertion_id")
+    assertion.set_defaults(func=cmd_assertion)
     return parser
 
 

@@ -149,6 +149,12 @@ DEFAULTS: dict[str, object] = {
     "METRICS_BEARER_TOKEN": "",
     # Seconds GET /readyz waits for the database's answer to SELECT 1 before answering 503.
     "READYZ_DB_TIMEOUT_SECONDS": 1.0,
+    # --- Da Vinci CRD (README "Da Vinci CRD") ---
+    # Card source.topic per verified client iss: {"<iss>": {"system": ..., "code": ...,
+    # "display": ...}}. Clients not listed get the CRD card type of the version in use
+    # (2.0.1: CodeSystem/temp "off-guideline"). Epic wants an alphanumeric code of at most 100
+    # characters, e.g. {"system": "urn:iv-anesthetics-cds:card-topic", "code": "offguideline"}.
+    "CARD_TOPIC_BY_ISS": {},
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -151,3 +151,29 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[float] = mapped_column(Float)
     locked_until: Mapped[float | None] = mapped_column(Float)
+
+
+class CoverageAssertionRecord(Base):
+    """One coverage assertion given in a CRD coverage-information system action (found-11).
+
+    One row per (assertion id, order): the same Coverage reuses one id within a response, so
+    an id can name several orders. ``extension`` is the repetition exactly as returned.
+    """
+
+    __tablename__ = "coverage_assertion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assertion_id: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    hook_instance: Mapped[str] = mapped_column(String(100), index=True)
+    service_id: Mapped[str] = mapped_column(String(100))
+    client_iss: Mapped[str | None] = mapped_column(String(500))
+    patient_id: Mapped[str] = mapped_column(String(200))
+    order_ref: Mapped[str] = mapped_column(String(500))
+    coverage_ref: Mapped[str] = mapped_column(String(500))
+    policy_id: Mapped[str] = mapped_column(String(100))
+    policy_version: Mapped[str] = mapped_column(String(200))
+    decision_kind: Mapped[str] = mapped_column(String(50))
+    covered: Mapped[str] = mapped_column(String(50))
+    crd_version: Mapped[str] = mapped_column(String(20))
+    extension: Mapped[dict] = mapped_column(JSON)

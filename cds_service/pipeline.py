@@ -19,6 +19,7 @@ from fhir.resources.R4B.timing import TimingRepeat
 from pydantic import BaseModel, ValidationError
 
 from .card_render import CardText, render_card
+from .crd.coverage_info import CoverageMatch, match_coverages
 from .decision import Decision, decide
 from .errors import ApiError, Issue
 from .fhir_shape import normalize_resource
@@ -38,6 +39,8 @@ class Evaluation:
     cards: list[dict]
     decisions: list[Decision] = field(default_factory=list)
     fast_path: bool = False  # decided "not in scope" from the raw bytes alone
+    # Da Vinci CRD: the patient's Coverages and the policy each payer matched (crd/).
+    coverages: tuple[CoverageMatch, ...] = ()
 
     def carded_decisions(self) -> list[tuple[Decision, dict]]:
         """Each decision that produced a card, with that card (cards follow decision order)."""
@@ -195,4 +198,6 @@ def evaluate(
                  decision.policy_choice.policy.id, decision.policy_choice.explanation,
                  "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     cards = [render_card(d, card_text, new_uuid()) for d in decisions if d.fires]
-    return Evaluation(cards=cards, decisions=decisions)
+    coverages = match_coverages(patient.coverages, knowledge.policies, default_policy_id,
+                                data.resolve)  # for CRD coverage information (crd/)
+    return Evaluation(cards=cards, decisions=decisions, coverages=coverages)

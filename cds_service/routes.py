@@ -9,6 +9,7 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 
 from . import metrics
+from .crd.respond import respond as crd_respond
 from .errors import ApiError
 from .hook_request import check_draft_order_count, parse_body, validate_envelope
 from .pipeline import Evaluation, evaluate
@@ -46,8 +47,11 @@ def call_service(service_id: str):
         data_source_factory=state.data_source_factory,
         max_cards=int(current_app.config["MAX_CARDS"]),
     )
-    elapsed_ms = (time.perf_counter() - started) * 1000
     client = g.get("cds_client") or {}
+    crd = crd_respond(hook_request, evaluation, service_id=service.id, client_iss=client.get("iss"),
+                      config=current_app.config, database=state.database)  # Da Vinci CRD
+    evaluation = crd.evaluation
+    elapsed_ms = (time.perf_counter() - started) * 1000
     state.recorder.record_hook_call(
         HookCall(hook_request, service, evaluation, elapsed_ms, client.get("iss"))
     )
@@ -59,7 +63,7 @@ def call_service(service_id: str):
     if hook_log.isEnabledFor(logging.INFO):
         hook_log.info("hook call", extra={"fields": hook_log_fields(
             hook_request.hook_instance, service.id, evaluation, total * 1000)})
-    return jsonify({"cards": evaluation.cards})
+    return jsonify(crd.body)
 
 
 def hook_log_fields(hook_instance: str, service_id: str, evaluation: Evaluation, latency_ms: float) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .crd.discovery import discovery_extension
+
 PREFETCH = {
     "patient": "Patient/{{context.patientId}}",
     "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
@@ -25,6 +27,7 @@ class ServiceDefinition:
             "title": self.title,
             "description": self.description,
             "prefetch": dict(PREFETCH),
+            "extension": discovery_extension(),  # Da Vinci CRD version and configuration
         }
 
 

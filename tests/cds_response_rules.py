@@ -7,6 +7,8 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
+from .crd_validator import card_topic_problems, coverage_information_problems, discovery_crd_problems
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "cds_service" / "schemas"
 
 
@@ -35,7 +37,9 @@ def response_problems(payload: dict) -> list[str]:
     cards = payload.get("cards") if isinstance(payload, dict) else None
     if not isinstance(cards, list):
         return [*problems, "cards missing"]
+    problems += coverage_information_problems(payload)  # Da Vinci CRD 2.0.1 package checks
     for i, card in enumerate(cards):
+        problems += card_topic_problems(card, f"cards[{i}]")
         problems += [f"cards[{i}]: empty value at {p}" for p in _walk_empty(card)]
         if len(card.get("summary", "")) >= 140:
             problems.append(f"cards[{i}].summary is not under 140 characters")
@@ -69,4 +73,5 @@ def discovery_problems(payload: dict) -> list[str]:
     problems = [f"schema: {e.json_path}: {e.message}" for e in DISCOVERY.iter_errors(payload)]
     for i, service in enumerate(payload.get("services", [])):
         problems += [f"services[{i}]: empty value at {p}" for p in _walk_empty(service)]
+        problems += discovery_crd_problems(service, f"services[{i}]")
     return problems

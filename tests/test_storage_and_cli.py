@@ -4,10 +4,11 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text, update
 
 from cds_service import cli, create_app
-from cds_service.db import Database
+from cds_service.db import Database, alembic_config
 from cds_service.models import Alert, Feedback, HookCallRecord, Reviewer
 from cds_service.retention import purge
 
@@ -18,9 +19,7 @@ def test_migrations_run_at_start_and_again_are_a_no_op(database_url):
     create_app({"DATABASE_URL": database_url, "SECRET_KEY": "s"})
     database = Database(database_url)
     database.upgrade()
-    from alembic.script import ScriptDirectory
 
-    from cds_service.db import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     with database.engine.connect() as conn:

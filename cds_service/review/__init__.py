@@ -6,6 +6,7 @@ from flask import Flask
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
+from . import assertions  # noqa: F401  (adds /review/assertions to bp: CRD coverage assertions)
 from .auth import load_reviewer
 from .views import bp
 

@@ -1,0 +1,60 @@
+"""Keeping coverage assertions (found-11) and finding them by id (the shell around the DB)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ..db import Database
+from ..models import CoverageAssertionRecord
+from .coverage_info import Assertion
+
+
+def save_assertions(database: Database, assertions: list[Assertion], *, hook_instance: str,
+                    service_id: str, client_iss: str | None, patient_id: str,
+                    crd_version: str) -> None:
+    """Store every assertion in one transaction; raises if they cannot be kept."""
+    now = datetime.now(UTC)
+    with database.session() as session:
+        session.add_all(
+            CoverageAssertionRecord(
+                assertion_id=a.assertion_id, created_at=now, hook_instance=hook_instance,
+                service_id=service_id, client_iss=client_iss, patient_id=patient_id,
+                order_ref=a.order_ref, coverage_ref=a.coverage_ref, policy_id=a.policy_id,
+                policy_version=a.policy_version, decision_kind=a.decision_kind,
+                covered=a.covered, crd_version=crd_version, extension=a.extension,
+            )
+            for a in assertions
+        )
+
+
+def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:
+    return {
+        "assertion_id": record.assertion_id,
+        "created_at": record.created_at.isoformat(),
+        "hook_instance": record.hook_instance,
+        "service_id": record.service_id,
+        "client_iss": record.client_iss,
+        "patient_id": record.patient_id,
+        "order": record.order_ref,
+        "coverage": record.coverage_ref,
+        "policy_id": record.policy_id,
+        "policy_version": record.policy_version,
+        "decision_kind": record.decision_kind,
+        "covered": record.covered,
+        "crd_version": record.crd_version,
+        "extension": record.extension,
+    }
+
+
+def find_assertion(database: Database, assertion_id: str) -> list[dict[str, Any]]:
+    """Every stored row for one coverage-assertion-id (one per order), oldest first."""
+    with database.session() as session:
+        rows = session.scalars(
+            select(CoverageAssertionRecord)
+            .where(CoverageAssertionRecord.assertion_id == assertion_id.strip())
+            .order_by(CoverageAssertionRecord.id)
+        ).all()
+        return [as_dict(r) for r in rows]

@@ -1,0 +1,103 @@
+"""Coverage assertions are kept (found-11) and can be found by id: CLI and review page."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import select, text
+
+from cds_service import cli, create_app
+from cds_service.crd.coverage_info import EXTENSION_URL
+from cds_service.models import CoverageAssertionRecord
+from cds_service.review.auth import create_reviewer
+
+from .conftest import FIXTURES
+
+CRD = FIXTURES / "crd"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture()
+def crd_app(database_url):
+    app = create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": database_url,
+                      "SECRET_KEY": "test-secret"})
+    create_reviewer(app.extensions["cds"].database, "claims", PASSWORD)
+    return app
+
+
+def _post(app, name, service="iv-anesthetics-order-sign"):
+    response = app.test_client().post(f"/cds-services/{service}", data=(CRD / name).read_bytes(),
+                                      content_type="application/json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _ids(payload):
+    return [p["valueString"] for a in payload["systemActions"] for e in a["resource"]["extension"]
+            if e["url"] == EXTENSION_URL for p in e["extension"] if p["url"] == "coverage-assertion-id"]
+
+
+def _rows(app):
+    with app.extensions["cds"].database.session() as session:
+        return session.scalars(select(CoverageAssertionRecord).order_by(CoverageAssertionRecord.id)).all()
+
+
+def test_every_assertion_is_stored_with_order_coverage_policy_version_and_decision(crd_app):
+    payload = _post(crd_app, "10-two-orders-two-coverages.json")
+    rows = _rows(crd_app)
+    assert len(rows) == 4  # two orders x two Coverages
+    assert {(r.order_ref, r.coverage_ref) for r in rows} == {
+        (a["resource"]["resourceType"] + "/" + a["resource"]["id"], cov)
+        for a in payload["systemActions"] for cov in ("Coverage/COV1", "Coverage/COV2")}
+    assert {r.assertion_id for r in rows} == set(_ids(payload))
+    by_coverage = {}
+    for r in rows:
+        by_coverage.setdefault(r.coverage_ref, set()).add(r.assertion_id)
+        assert r.policy_id == "bcbsks-iv-anesthetics" and r.policy_version == "revision 12-23-2024"
+        assert r.decision_kind == "warning" and r.covered == "not-covered" and r.crd_version == "2.0"
+    assert all(len(ids) == 1 for ids in by_coverage.values()) and len(set().union(*by_coverage.values())) == 2
+    returned = [e for a in payload["systemActions"] for e in a["resource"]["extension"]]
+    assert [r.extension for r in rows] == returned  # kept exactly as returned
+
+
+def test_no_assertion_is_stored_when_none_is_given(crd_app):
+    _post(crd_app, "02-ig-shape-coverage-info-false.json")
+    _post(crd_app, "08-payer-without-policy.json")
+    assert _rows(crd_app) == []
+
+
+def test_cli_finds_an_assertion_by_id(crd_app, database_url, monkeypatch, capsys):
+    assertion_id = _ids(_post(crd_app, "01-ig-shape-ketamine-depression.json"))[0]
+    monkeypatch.setenv("CDS_DATABASE_URL", database_url)
+    assert cli.main(["assertion", assertion_id]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["assertion_id"] == assertion_id and row["covered"] == "not-covered"
+    assert row["order"] == "MedicationRequest/mr-ket-mdd-13" and row["coverage"] == "Coverage/COV1"
+    assert cli.main(["assertion", "no-such-id"]) == 1
+    assert "no coverage assertion" in capsys.readouterr().err
+
+
+def _login(client):
+    html = client.get("/review/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    client.post("/review/login", data={"csrf_token": token, "username": "claims", "password": PASSWORD})
+
+
+def test_review_page_finds_an_assertion_by_id(crd_app):
+    assertion_id = _ids(_post(crd_app, "01-ig-shape-ketamine-depression.json"))[0]
+    client = crd_app.test_client()
+    response = client.get(f"/review/assertions?id={assertion_id}")
+    assert response.status_code == 302 and "/review/login" in response.headers["Location"]
+    _login(client)
+    page = client.get(f"/review/assertions?id={assertion_id}").get_data(as_text=True)
+    assert "Order MedicationRequest/mr-ket-mdd-13" in page and "Coverage/COV1" in page
+    assert "not-covered (warning)" in page and "revision 12-23-2024" in page
+    missing = client.get("/review/assertions?id=%3Cscript%3E").get_data(as_text=True)
+    assert "No coverage assertion with id &lt;script&gt;" in missing
+
+
+def test_migration_0005_creates_the_assertion_table(crd_app):
+    with crd_app.extensions["cds"].database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM coverage_assertion")).scalar() == 0
