@@ -225,9 +225,8 @@ def _evidence_blocks(policy: Policy, primary: ClassifiedCode | None, drug_id: st
     of_drug = [s for s in studies if s.get("drug") == drug_id]
     ordered = of_drug + [s for s in studies if s.get("drug") != drug_id]
     limits = text.get("limits")
-    blocks = [Block(USEFUL, text.get("lines", "evidence").format(indication=label))]
-    if not of_drug:
-        blocks.insert(0, Block(USEFUL, text.get("lines", "no_study_of_drug").format(drug=drug, indication=label)))
+    heading = "evidence" if of_drug else "no_study_of_drug"  # one line: what the studies are of
+    blocks = [Block(USEFUL, text.get("lines", heading).format(drug=drug, indication=label))]
     for rank, study in enumerate(ordered[: limits["studies"]]):
         citation = policy.citations.get(study["ref"], {})
         name = citation.get("label", study["ref"])
@@ -256,7 +255,9 @@ def _plan_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) ->
     return [Block(ESSENTIAL, text.get("lines", key).format(plan=escape_markdown(choice.plan, 80), **values))]
 
 
-def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str, Any]:
+def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_chars: int = 0) -> dict[str, Any]:
+    """The card for one decision; ``reserve_chars`` leaves room under the detail limit for lines a
+    caller adds (the Da Vinci CRD layer names the order and says what the card adds)."""
     choice = decision.policy_choice
     policy = choice.policy
     order = decision.order
@@ -312,9 +313,9 @@ def render_card(decision: Decision, text: CardText, card_uuid: str) -> dict[str,
     if kind != "no_policy":
         blocks.append(Block(EXTRA, text.get("lines", "change")))
 
-    blocks = _fit_detail(blocks, text.get("limits", "detail_chars"))
+    blocks = _fit_detail(blocks, text.get("limits", "detail_chars") - reserve_chars)
     if not any(b.text.startswith("- ") for b in blocks):  # a studies heading without studies
-        blocks = [b for b in blocks if not b.text.startswith("**Studies")]
+        blocks = [b for b in blocks if not b.text.startswith(("**Studies", "**The policy cites no study"))]
 
     card_links: list[dict[str, str]] = []
     if policy.url:

@@ -49,7 +49,8 @@ def call_service(service_id: str):
     )
     client = g.get("cds_client") or {}
     crd = crd_respond(hook_request, evaluation, service_id=service.id, client_iss=client.get("iss"),
-                      config=current_app.config, database=state.database)  # Da Vinci CRD
+                      config=current_app.config, database=state.database,
+                      card_text=state.card_text)  # Da Vinci CRD
     evaluation = crd.evaluation
     elapsed_ms = (time.perf_counter() - started) * 1000
     state.recorder.record_hook_call(

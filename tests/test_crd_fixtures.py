@@ -74,7 +74,7 @@ def test_cards_carry_the_crd_2_0_card_type_and_say_what_they_add(client):
     assert card["source"]["topic"]["system"] == TEMP
     assert card["source"]["topic"]["code"] == "off-guideline"
     (assertion,) = _assertions(payload["systemActions"][0])
-    assert assertion["coverage-assertion-id"] in card["detail"]
+    assert assertion["coverage-assertion-id"] not in card["detail"]  # no technical ids on a card (issue 8 §7)
     assert "this card adds the policy statement" in card["detail"]
 
 
@@ -82,8 +82,10 @@ def test_multi_order_cards_name_their_order(client):
     rows = {c["file"]: c for c in MANIFEST}
     request, payload = _post(client, rows["10-two-orders-two-coverages.json"])
     ids = [e["resource"]["id"] for e in request["context"]["draftOrders"]["entry"]]
-    for card, order_id in zip(payload["cards"], ids, strict=True):
-        assert card["detail"].startswith("**Order: IV ") and order_id in card["detail"].split("\n")[0]
+    for n, (card, order_id) in enumerate(zip(payload["cards"], ids, strict=True), 1):
+        first_line = card["detail"].split("\n")[0]
+        assert first_line.startswith(f"**Order {n} of {len(ids)}: IV "), first_line
+        assert order_id not in first_line and "MedicationRequest/" not in first_line  # words, not ids (issue 8 §7)
 
 
 def test_same_coverage_reuses_one_id_and_different_coverages_get_distinct_ids(client):

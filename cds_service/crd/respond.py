@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from ..card_render import escape_markdown
+from ..card_render import CardText, render_card
 from ..db import Database
 from ..decision import Decision
 from ..hook_request import HookRequest
 from ..pipeline import Evaluation
 from ..resource_index import draft_order_entries
+from ..screening import order_reference
 from .coverage_info import Assertion, coverage_assertions
 from .settings import CrdSettings, read_settings
 from .store import save_assertions
@@ -27,8 +28,8 @@ from .topic import card_topic
 log = logging.getLogger(__name__)
 
 ADDS_WITH_ACTION = (
-    "The coverage determination for this order is in its coverage information "
-    "(coverage-assertion-id {ids}); this card adds the policy statement, the evidence and links."
+    "Also recorded on the order as coverage information; this card adds the policy statement, "
+    "the evidence and links."
 )
 
 
@@ -45,18 +46,28 @@ def _drug_label(decision: Decision) -> str:
     return f"IV {drug.label}" if drug else "IV anesthetic"
 
 
-def _shape_card(card: dict, decision: Decision, topic: dict[str, str], multi_order: bool,
-                assertion_ids: list[str]) -> dict:
+DETAIL_LIMIT = 1500  # characters of Markdown, as card_render keeps them (cards/card-text.json)
+
+
+def _shape_card(card: dict, decision: Decision, topic: dict[str, str], position: str | None,
+                assertion_ids: list[str], card_text: CardText | None = None) -> dict:
     card = copy.deepcopy(card)
     card["source"]["topic"] = dict(topic)
-    lines = []
-    if multi_order:  # dev-24: a multi-order request's card names its order
-        lines.append(f"**Order: {_drug_label(decision)}, {escape_markdown(decision.order.order_ref)}**")
-        lines.append("")
-    lines.append(card.get("detail", ""))
-    if assertion_ids:  # resp-12: say what the card adds to the coverage information
-        lines += ["", "*" + ADDS_WITH_ACTION.format(ids=", ".join(assertion_ids)) + "*"]
-    card["detail"] = "\n".join(lines).strip()
+    head: list[str] = []
+    if position:  # dev-24: a multi-order request's card names its order (in words, not by its id)
+        family = decision.family
+        for_what = f" for {family.label}" if family else ""
+        head.append(f"**{position}: {_drug_label(decision)}{for_what}**")
+    tail = ["*" + ADDS_WITH_ACTION + "*"] if assertion_ids else []  # resp-12: what the card adds
+    if card_text is not None and (head or tail):  # render again, leaving room for the added lines
+        reserve = sum(len(line) + 2 for line in head + tail)
+        card["detail"] = render_card(decision, card_text, card["uuid"], reserve_chars=reserve)["detail"]
+    blocks = card.get("detail", "").split("\n\n")
+    # Without the card text (or if still too long): the renderer put the least important blocks
+    # last (studies, what would change the outcome), so drop from the end until the lines fit.
+    while len("\n\n".join(head + blocks + tail)) > DETAIL_LIMIT and len(blocks) > 3:
+        blocks.pop()
+    card["detail"] = "\n\n".join(head + blocks + tail).strip()
     return card
 
 
@@ -72,7 +83,8 @@ def _action(decision: Decision, resource: dict[str, Any]) -> dict[str, Any]:
 
 def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
           topic: dict[str, str], today: str,
-          new_id: Callable[[], str]) -> tuple[dict[str, Any], Evaluation, list[Assertion]]:
+          new_id: Callable[[], str],
+          card_text: CardText | None = None) -> tuple[dict[str, Any], Evaluation, list[Assertion]]:
     annotated, assertions = coverage_assertions(
         evaluation.decisions, evaluation.coverages, today, new_id)
     if not settings.coverage_info:
@@ -83,12 +95,13 @@ def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
         if a.assertion_id not in ids_by_order[a.order_ref]:
             ids_by_order[a.order_ref].append(a.assertion_id)
 
-    orders = [r for _, r in draft_order_entries(request.draft_orders)
+    orders = [order_reference(url, r, i) for i, (url, r) in enumerate(draft_order_entries(request.draft_orders))
               if r.get("resourceType") not in ("Medication", None)]
-    multi_order = len(orders) > 1
+    position = {ref: f"Order {n} of {len(orders)}" for n, ref in enumerate(orders, 1)} if len(orders) > 1 else {}
     carded = evaluation.carded_decisions() if settings.cards else []
     carded = carded[: settings.max_cards]
-    kept = [(d, _shape_card(c, d, topic, multi_order, ids_by_order.get(d.order.order_ref, [])))
+    kept = [(d, _shape_card(c, d, topic, position.get(d.order.order_ref, "Order" if position else None),
+                            ids_by_order.get(d.order.order_ref, []), card_text))
             for d, c in carded]
     kept_ids = {id(d) for d, _ in kept}
     shaped = replace(
@@ -104,14 +117,14 @@ def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
 
 def respond(request: HookRequest, evaluation: Evaluation, *, service_id: str,
             client_iss: str | None, config: Mapping[str, Any],
-            database: Database | None) -> CrdResponse:
+            database: Database | None, card_text: CardText | None = None) -> CrdResponse:
     settings = read_settings(request.raw)
     if settings.ignored:
         log.info("hookInstance=%s CRD settings ignored: %s", request.hook_instance,
                  ", ".join(settings.ignored))
     topic = card_topic(settings, client_iss, config.get("CARD_TOPIC_BY_ISS"))
     body, shaped, assertions = build(request, evaluation, settings, topic,
-                                     date.today().isoformat(), lambda: str(uuid.uuid4()))
+                                     date.today().isoformat(), lambda: str(uuid.uuid4()), card_text)
     if assertions:
         try:
             if database is None:
