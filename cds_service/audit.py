@@ -95,20 +95,34 @@ def _as_datetime(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
+_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _insert_statements(dialect: str) -> tuple[Any, Any]:
+    """The two idempotent inserts, built once per dialect (Core statements: compiled once and
+    cached by SQLAlchemy; the ORM's per-call ``.values(**row)`` path cost ~0.5 ms a statement)."""
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        calls, alerts = HookCallRecord.__table__, Alert.__table__
+        statements = _STATEMENTS.setdefault(dialect, (
+            insert(calls).on_conflict_do_nothing(index_elements=["record_key"]).returning(calls.c.id),
+            insert(alerts).on_conflict_do_nothing(index_elements=["card_uuid"]),
+        ))
+    return statements
+
+
 def write_hook_call(session: Session, row: dict[str, Any]) -> bool:
     """Insert the call and its alerts unless ``record_key`` is already stored; True if new."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert_call, insert_alert = _insert_statements(session.get_bind().dialect.name)
     values = {k: v for k, v in row.items() if k != "alerts"}
     values["recorded_at"] = _as_datetime(values["recorded_at"])
-    stmt = (insert(HookCallRecord).values(**storable(HookCallRecord, values))
-            .on_conflict_do_nothing(index_elements=["record_key"]).returning(HookCallRecord.id))
-    call_id = session.execute(stmt).scalar()
+    call_id = session.execute(insert_call, storable(HookCallRecord, values)).scalar()
     if call_id is None:
         return False
     for alert in row["alerts"]:
         alert = dict(alert, created_at=_as_datetime(alert["created_at"]), hook_call_id=call_id)
-        session.execute(insert(Alert).values(**storable(Alert, alert))
-                        .on_conflict_do_nothing(index_elements=["card_uuid"]))
+        session.execute(insert_alert, storable(Alert, alert))
     return True
 
 
