@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,16 @@ def test_a_database_behind_head_is_still_upgraded_by_alembic(tmp_path):
     assert _start_imports_alembic(url)  # behind: alembic runs the missing migrations
     with database.engine.connect() as conn:
         assert {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))} == migration_heads()
+
+
+def test_knowledge_files_failing_their_schema_still_raise_jsonschemas_error():
+    import jsonschema
+    import pytest
+
+    from cds_service.knowledge import _validate
+
+    with pytest.raises(jsonschema.ValidationError) as caught:
+        _validate({"families": "not a list"}, "indications.schema.json")
+    assert caught.value.message  # worded by jsonschema, as before
+    bundled = json.loads((ROOT / "cards" / "indications.json").read_text(encoding="utf-8"))
+    _validate(bundled, "indications.schema.json")  # the bundled file passes
