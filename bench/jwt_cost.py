@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         jwks_file = Path(tmp) / "jwks.json"
         jwks_file.write_text(json.dumps(jwks(*keys.values())))
-        common = {"AUDIT_ENABLED": False, "LOG_LEVEL": "WARNING"}
+        common = {"AUDIT_ENABLED": False, "LOG_LEVEL": "WARNING", "PUBLIC_BASE_URL": BASE}
         off = create_app({**common, "AUTH_ENABLED": False}).test_client()
         on = create_app({**common, "TRUSTED_CLIENTS": [{"iss": ISS, "jwks_file": str(jwks_file)}]}).test_client()
         timed(off, body, [{}] * 50)

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,14 +115,20 @@ def check_answers(base: str) -> None:
         raise SystemExit(f"unexpected answers: {quiet.text[:200]} / {card.text[:200]}")
 
 
-def print_table(bare: Result, results: list[Result], args: argparse.Namespace) -> None:
+def print_table(bare: Result, results: list[Result], args: argparse.Namespace,
+                rounds: list[list[Result]] | None = None) -> None:
     print(f"\nwrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, "
           f"`cds-service serve --workers {args.workers}` for all rows, loopback, auth off\n")
     print("| | requests/s | p50 | p99 | vs bare Flask (req/s) | p99 vs bare | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in [bare, *results]:
+    for i, row in enumerate([bare, *results]):
+        if rounds:  # the median of the ratios measured round by round
+            rps_ratio = statistics.median(r[i].rps / r[0].rps for r in rounds)
+            p99_ratio = statistics.median(r[i].p99_ms / r[0].p99_ms for r in rounds)
+        else:
+            rps_ratio, p99_ratio = row.rps / bare.rps, row.p99_ms / bare.p99_ms
         print(f"| {row.label} | {row.rps:,.0f} | {row.p50_ms:.1f} ms | {row.p99_ms:.1f} ms | "
-              f"{row.rps / bare.rps:.2f} | {row.p99_ms / bare.p99_ms:.1f}x | {row.errors} |")
+              f"{rps_ratio:.2f} | {p99_ratio:.1f}x | {row.errors} |")
 
 
 def main() -> None:
@@ -131,6 +138,8 @@ def main() -> None:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="threads per worker (default: serve's default)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate the three runs this many times and report medians (default 1)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -139,25 +148,41 @@ def main() -> None:
         tmp_path = Path(tmp)
         out_of_scope, in_scope = body_file(OUT_OF_SCOPE, tmp_path), body_file(IN_SCOPE, tmp_path)
         env = server_env(tmp_path)
-
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with running_server(serve_argv(args, port, "bare_app:create_app"), base + "/healthz",
-                            tmp_path / "bare.log", env=env, cwd=ROOT):
-            bare = run_wrk(base + SERVICE_PATH, out_of_scope, args, "bare Flask (parse JSON, `{\"cards\": []}`)")
-
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        with running_server(serve_argv(args, port), base + "/readyz", tmp_path / "service.log", env=env, cwd=ROOT):
+        bare_port, service_port = free_port(), free_port()
+        bare_base, base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{service_port}"
+        bare_label = "bare Flask (parse JSON, `{\"cards\": []}`)"
+        labels = [bare_label, "service, oral etodolac (out of scope)",
+                  "service, IV ketamine for depression (card, audit on)"]
+        rounds: list[list[Result]] = []
+        # Both servers run for the whole benchmark (the one not being timed is idle); the three
+        # runs alternate round by round, so a change of load on the machine hits all of them.
+        with running_server(serve_argv(args, bare_port, "bare_app:create_app"), bare_base + "/healthz",
+                            tmp_path / "bare.log", env=env, cwd=ROOT), \
+                running_server(serve_argv(args, service_port), base + "/readyz", tmp_path / "service.log",
+                               env=env, cwd=ROOT):
             check_answers(base)
-            results = [
-                run_wrk(base + SERVICE_PATH, out_of_scope, args, "service, oral etodolac (out of scope)"),
-                run_wrk(base + SERVICE_PATH, in_scope, args, "service, IV ketamine for depression (card, audit on)"),
-            ]
+            for number in range(args.rounds):
+                results = [
+                    run_wrk(bare_base + SERVICE_PATH, out_of_scope, args, labels[0]),
+                    run_wrk(base + SERVICE_PATH, out_of_scope, args, labels[1]),
+                    run_wrk(base + SERVICE_PATH, in_scope, args, labels[2]),
+                ]
+                rounds.append(results)
+                if args.rounds > 1:
+                    print(f"\nround {number + 1} of {args.rounds}")
+                    print_table(results[0], results[1:], args)
             metrics = requests.get(base + "/metrics", timeout=10).text
         failures = re.search(r"^cds_audit_write_failures_total (\S+)", metrics, re.MULTILINE)
-        print_table(bare, results, args)
+        medians = [median_result(label, [r[i] for r in rounds]) for i, label in enumerate(labels)]
+        if args.rounds > 1:
+            print(f"\nmedians of {args.rounds} rounds (ratios: median of the per-round ratios)")
+        print_table(medians[0], medians[1:], args, rounds if args.rounds > 1 else None)
         print(f"\naudit write failures during the run: {failures.group(1) if failures else 'n/a'}")
+
+
+def median_result(label: str, results: list[Result]) -> Result:
+    return Result(label, statistics.median(r.rps for r in results), statistics.median(r.p50_ms for r in results),
+                  statistics.median(r.p99_ms for r in results), sum(r.errors for r in results))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -35,9 +36,31 @@ class HookRequest:
 
 
 @cache
+def _schema() -> dict[str, Any]:
+    return json.loads((SCHEMA_DIR / "hook-request.schema.json").read_text(encoding="utf-8"))
+
+
+@cache
 def _validator() -> Draft202012Validator:
-    schema = json.loads((SCHEMA_DIR / "hook-request.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+    """The reference validator: it words the 400 for an envelope that fails the schema."""
+    return Draft202012Validator(_schema())
+
+
+@cache
+def _compiled_validator() -> Any:
+    """The same schema compiled (jsonschema-rs, about 2 us a call instead of 0.3-0.9 ms): it only
+    answers "valid or not"; the reference validator runs whenever it says not, or cannot tell."""
+    return jsonschema_rs.validator_for(_schema(), validate_formats=False)
+
+
+def envelope_errors(data: dict[str, Any]) -> list[ValidationError]:
+    """The schema errors of ``data``, in path order; empty when it conforms."""
+    try:
+        if _compiled_validator().is_valid(data):
+            return []
+    except Exception:  # a value it cannot convert (e.g. a huge integer): let the reference decide
+        pass
+    return sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
 
 
 def _json_path(error: ValidationError) -> str:
@@ -121,7 +144,7 @@ def check_draft_order_count(data: dict[str, Any], max_draft_orders: int) -> None
 
 
 def validate_envelope(data: dict[str, Any], *, expected_hook: str) -> HookRequest:
-    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = envelope_errors(data)
     if errors:
         issues = [_describe(e) for e in errors[:MAX_REPORTED_ISSUES]]
         raise ApiError(400, issues)

@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_cors import CORS
 
 from .config import as_str_list
@@ -20,6 +21,7 @@ CORS_METHODS = ["GET", "POST", "OPTIONS"]
 # HTML pages (e.g. /review) keep whatever policy their own blueprint sets.
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 NO_STORE_PREFIXES = ("/cds-services", "/openapi.json")
+NO_SESSION_PREFIXES = ("/cds-services",)  # EHR-facing JSON endpoints: no review session
 
 openapi_bp = Blueprint("openapi", __name__)
 
@@ -70,7 +72,22 @@ def security_headers(response: Response) -> Response:
     return response
 
 
+class NoSessionForHooks(SecureCookieSessionInterface):
+    """The signed-cookie session of the review pages, not opened for the CDS Hooks endpoints.
+
+    EHRs never send the review session cookie, and the hook endpoints never read or write a
+    session; opening one anyway costs a signing serializer per call on the common path. Those
+    paths get Flask's null session (empty, read-only; it sets no cookie and adds no header).
+    """
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        if request.path.startswith(NO_SESSION_PREFIXES):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def init_http(app: Flask) -> None:
+    app.session_interface = NoSessionForHooks()
     origins = as_str_list(app.config["CORS_ORIGINS"], "CORS_ORIGINS")
     app.config["CORS_ORIGINS"] = origins
     if origins:  # no origins configured: no CORS headers at all

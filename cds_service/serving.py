@@ -102,12 +102,19 @@ class ServeOptions:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **cli: Any) -> ServeOptions:
+        """Server settings from the app's config; an app without them (``--app``, e.g. the bare
+        app of bench/throughput.py) gets the service's defaults, so both run the same server."""
+        from .config import DEFAULTS
+
+        def setting(key: str) -> Any:
+            return config.get(key, DEFAULTS[key])
+
         return cls(
-            request_read_timeout=float(config["SERVE_REQUEST_READ_TIMEOUT"]),
-            idle_timeout=float(config["SERVE_IDLE_TIMEOUT"]),
-            max_connections=int(config["SERVE_MAX_CONNECTIONS"]),
-            max_header_bytes=int(config["SERVE_MAX_HEADER_BYTES"]),
-            max_body_bytes=int(config["MAX_CONTENT_LENGTH"] or cls.max_body_bytes),
+            request_read_timeout=float(setting("SERVE_REQUEST_READ_TIMEOUT")),
+            idle_timeout=float(setting("SERVE_IDLE_TIMEOUT")),
+            max_connections=int(setting("SERVE_MAX_CONNECTIONS")),
+            max_header_bytes=int(setting("SERVE_MAX_HEADER_BYTES")),
+            max_body_bytes=int(setting("MAX_CONTENT_LENGTH") or cls.max_body_bytes),
             **cli,
         )
 

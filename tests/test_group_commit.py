@@ -1,0 +1,104 @@
+"""Audit rows of concurrent calls are written in shared transactions, each call answered only
+once its row is committed; a row the database refuses fails only its own call."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from cds_service.audit import GroupCommitWriter, _Pending
+from cds_service.models import HookCallRecord
+
+from .review_support import call, hook_request
+
+
+def _count(app) -> int:
+    with app.extensions["cds"].database.session() as session:
+        return session.scalar(select(func.count()).select_from(HookCallRecord))
+
+
+def _row(key: str, **changes) -> dict:
+    row = {"record_key": key, "recorded_at": datetime.now(UTC), "hook_instance": f"hi-{key}",
+           "service_id": "iv-anesthetics-order-sign", "hook": "order-sign", "client_iss": None,
+           "patient_id": "p", "order_ids": [], "card_count": 0, "latency_ms": 1.0, "alerts": []}
+    return {**row, **changes}
+
+
+def test_every_concurrent_call_is_recorded_before_it_is_answered(storage_app):
+    answered: list[int] = []
+    errors: list[BaseException] = []
+
+    def one_client() -> None:
+        client = storage_app.test_client()
+        try:
+            for _ in range(5):
+                assert len(call(client, hook_request())) == 1
+                answered.append(_count(storage_app))  # the row is there when the answer comes
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert _count(storage_app) == 40
+    assert min(answered) >= 1 and storage_app.extensions["cds"].recorder.failures == 0
+
+
+def test_rows_waiting_together_share_one_transaction(storage_app):
+    database = storage_app.extensions["cds"].database
+    writer = GroupCommitWriter(database)
+    transactions = []
+    original = database.session
+
+    def counting_session():
+        transactions.append(1)
+        return original()
+
+    database.session = counting_session
+    gate = threading.Lock()
+    gate.acquire()
+    original_batch = writer._write_batch
+
+    def held_batch(batch):  # the first batch waits until all rows are queued behind it
+        with gate:
+            pass
+        original_batch(batch)
+
+    writer._write_batch = held_batch
+    threads = [threading.Thread(target=writer.write, args=(_row(f"k{i}"),)) for i in range(6)]
+    threads[0].start()
+    while not writer._thread:
+        pass
+    for thread in threads[1:]:
+        thread.start()
+    while len(writer._queue) < 5:
+        threading.Event().wait(0.01)
+    gate.release()
+    for thread in threads:
+        thread.join(30)
+    database.session = original
+    assert len(transactions) == 2  # the first row alone, then the five that queued behind it
+    assert _count(storage_app) == 6
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_write(storage_app):
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    good, bad = _Pending(_row("good-1")), _Pending(_row("bad-1", patient_id=None))
+    writer._write_batch([good, bad])  # one batch, as when both calls arrive together
+    assert good.done.is_set() and bad.done.is_set()
+    assert good.error is None
+    assert isinstance(bad.error, Exception)
+    assert _count(storage_app) == 1
+
+
+def test_a_write_that_does_not_complete_in_time_raises(storage_app):
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    writer._write_batch = lambda batch: None  # never completes
+    with pytest.raises(TimeoutError):
+        writer.write(_row("slow-1"), timeout=0.05)
