@@ -20,6 +20,7 @@ from ..hook_request import HookRequest
 from ..pipeline import Evaluation
 from ..resource_index import draft_order_entries
 from ..screening import order_reference
+from ..storage_safety import log_safe
 from .coverage_info import Assertion, coverage_assertions
 from .settings import CrdSettings, read_settings
 from .store import save_assertions
@@ -126,16 +127,21 @@ def respond(request: HookRequest, evaluation: Evaluation, *, service_id: str,
     body, shaped, assertions = build(request, evaluation, settings, topic,
                                      date.today().isoformat(), lambda: str(uuid.uuid4()), card_text)
     if assertions:
-        try:
-            if database is None:
-                raise RuntimeError("no database configured (AUDIT_ENABLED is off)")
-            save_assertions(database, assertions, hook_instance=request.hook_instance,
-                            service_id=service_id, client_iss=client_iss,
-                            patient_id=request.patient_id, crd_version=settings.version)
-        except Exception as exc:  # an assertion that cannot be kept is not given (found-11)
-            log.error("coverage assertions not kept (%s); coverage information withheld "
-                      "(hookInstance=%s)", type(exc).__name__, request.hook_instance)
+        kept = database is not None
+        if database is None:  # storage off (AUDIT_ENABLED=false, `cds-service evaluate`): by design
+            log.info("coverage information withheld: no database to keep coverage assertions in "
+                     "(hookInstance=%s)", log_safe(request.hook_instance))
+        else:
+            try:
+                save_assertions(database, assertions, hook_instance=request.hook_instance,
+                                service_id=service_id, client_iss=client_iss,
+                                patient_id=request.patient_id, crd_version=settings.version)
+            except Exception as exc:  # an assertion that cannot be kept is not given (found-11)
+                kept = False
+                log.error("coverage assertions not kept (%s); coverage information withheld "
+                          "(hookInstance=%s)", type(exc).__name__, log_safe(request.hook_instance))
+        if not kept:
             body, shaped, assertions = build(request, evaluation,
                                              replace(settings, coverage_info=False), topic,
-                                             date.today().isoformat(), lambda: "")
+                                             date.today().isoformat(), lambda: "", card_text)
     return CrdResponse(body, shaped, assertions, settings)
