@@ -15,6 +15,7 @@ hosts, so each host replays its own records.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -28,6 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+
+# Set at interpreter exit: background replays stop instead of logging to streams already closed.
+_EXITING = threading.Event()
+atexit.register(_EXITING.set)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +125,8 @@ class Spool:
                     handlers[kind](json.loads(payload))
                 except (OperationalError, DBAPIError) as exc:
                     if _is_outage(exc):
-                        log.warning("spool replay paused: %s", type(exc).__name__)
+                        if not _EXITING.is_set():
+                            log.warning("spool replay paused: %s", type(exc).__name__)
                         break
                     self._count_attempt(conn, row_id, exc)
                     continue
@@ -198,7 +204,7 @@ class SpoolReplayer:
             self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not _EXITING.is_set():
             try:
                 self.replay_now()
                 with self._lock:
@@ -207,6 +213,8 @@ class SpoolReplayer:
                         self._thread = None
                         return
             except Exception as exc:  # keep retrying; never die silently with records waiting
+                if _EXITING.is_set():
+                    return
                 log.error("spool replay failed: %s", type(exc).__name__)
             self._wake.wait(self.retry_seconds)
             self._wake.clear()
