@@ -94,17 +94,23 @@ def _fresh_postgres_database(base_url: str) -> tuple[str, object]:
     return url.set(database=name).render_as_string(hide_password=False), drop
 
 
+def postgres_base_url() -> str:
+    """The test PostgreSQL server's URL: skip without one, but fail on CI, which always starts one."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base and os.environ.get("CI") == "true":
+        pytest.fail(f"{POSTGRES_ENV} is not set on CI: .ci/run starts PostgreSQL and sets it")
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set (run .ci/postgres.sh, or bash .ci/run, to get one)")
+    return base
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'audit.sqlite3'}"
         return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base and os.environ.get("CI") == "true":
-        pytest.fail(f"{POSTGRES_ENV} is not set on CI: .ci/run starts PostgreSQL and sets it")
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set (run .ci/postgres.sh, or bash .ci/run, to get one)")
+    base = postgres_base_url()
     url, drop = _fresh_postgres_database(base)
     yield url
     drop()

@@ -21,7 +21,7 @@ from cds_service.replay import (
     SharedCooldown,
 )
 
-from .conftest import POSTGRES_ENV, _fresh_postgres_database
+from .conftest import _fresh_postgres_database, postgres_base_url
 from .jwt_support import ISS, JwksServer, bearer, claims, ec_key, jwks, rsa_key, sign
 from .servers import free_port, running_server
 
@@ -165,11 +165,7 @@ PUBLIC = "https://cds.example.org"
 
 @pytest.fixture()
 def shared_postgres():
-    base = os.environ.get(POSTGRES_ENV)
-    if not base and os.environ.get("CI") == "true":
-        pytest.fail(f"{POSTGRES_ENV} is not set on CI: .ci/run starts PostgreSQL and sets it")
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set (run .ci/postgres.sh, or bash .ci/run, to get one)")
+    base = postgres_base_url()
     url, drop = _fresh_postgres_database(base)
     Database(url).upgrade()  # once, before two servers start
     yield url
