@@ -13,7 +13,6 @@ decision table is in the README section "Da Vinci CRD"; in short:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -158,9 +157,9 @@ def annotated_order(order: Resource, repetitions: list[dict]) -> dict[str, Any]:
     """The order exactly as received plus our repetitions (ours replace older ones we made
     for the same Coverage)."""
     ours = {r["extension"][0]["valueReference"]["reference"] for r in repetitions}
-    resource = copy.deepcopy(order)
+    resource = dict(order)  # shallow: only "extension" is replaced, nothing nested is changed
     kept = [
-        ext for ext in resource.get("extension", [])
+        ext for ext in resource.get("extension") or []
         if not (isinstance(ext, dict) and ext.get("url") == EXTENSION_URL
                 and _coverage_of(ext) in ours)
     ]

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -52,8 +51,8 @@ DETAIL_LIMIT = 1500  # characters of Markdown, as card_render keeps them (cards/
 
 def _shape_card(card: dict, decision: Decision, topic: dict[str, str], position: str | None,
                 assertion_ids: list[str], card_text: CardText | None = None) -> dict:
-    card = copy.deepcopy(card)
-    card["source"]["topic"] = dict(topic)
+    # A new card and source (nothing nested below them is changed, so no deep copy).
+    card = {**card, "source": {**card["source"], "topic": dict(topic)}}
     head: list[str] = []
     if position:  # dev-24: a multi-order request's card names its order (in words, not by its id)
         family = decision.family
@@ -86,10 +85,8 @@ def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
           topic: dict[str, str], today: str,
           new_id: Callable[[], str],
           card_text: CardText | None = None) -> tuple[dict[str, Any], Evaluation, list[Assertion]]:
-    annotated, assertions = coverage_assertions(
-        evaluation.decisions, evaluation.coverages, today, new_id)
-    if not settings.coverage_info:
-        annotated, assertions = [], []
+    annotated, assertions = (coverage_assertions(evaluation.decisions, evaluation.coverages, today, new_id)
+                             if settings.coverage_info else ([], []))
     ids_by_order: dict[str, list[str]] = {}
     for a in assertions:
         ids_by_order.setdefault(a.order_ref, [])
@@ -123,6 +120,8 @@ def respond(request: HookRequest, evaluation: Evaluation, *, service_id: str,
     if settings.ignored:
         log.info("hookInstance=%s CRD settings ignored: %s", request.hook_instance,
                  ", ".join(settings.ignored))
+    if not evaluation.decisions:  # nothing in scope: no card to shape, no coverage to assert
+        return CrdResponse({"cards": []}, evaluation, [], settings)
     topic = card_topic(settings, client_iss, config.get("CARD_TOPIC_BY_ISS"))
     body, shaped, assertions = build(request, evaluation, settings, topic,
                                      date.today().isoformat(), lambda: str(uuid.uuid4()), card_text)
