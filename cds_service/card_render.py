@@ -84,12 +84,16 @@ def _fit_summary(template: str, values: dict[str, str]) -> str:
 def _fit_detail(blocks: list[Block], limit: int) -> list[Block]:
     """Drop the lowest-priority blocks (the last of equal priority first) until the detail fits."""
     kept = list(blocks)
-    while len(_join(kept)) > limit:
-        droppable = [b for b in kept if b.priority > ESSENTIAL]
-        if not droppable:
+    if len(_join(kept)) <= limit:
+        return kept
+    drop_order = sorted((i for i, b in enumerate(blocks) if b.priority > ESSENTIAL),
+                        key=lambda i: (blocks[i].priority, i), reverse=True)
+    dropped: set[int] = set()
+    for position in drop_order:
+        dropped.add(position)
+        kept = [b for i, b in enumerate(blocks) if i not in dropped]
+        if len(_join(kept)) <= limit:
             break
-        worst = max(droppable, key=lambda b: (b.priority, kept.index(b)))
-        kept.remove(worst)
     return kept
 
 

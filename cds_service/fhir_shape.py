@@ -2,10 +2,10 @@
 
 The CDS Hooks sandbox writes ``MedicationRequest.category`` (and, on order-select,
 ``reasonCode``) as a single object; R4 has both as arrays (shared/reference/cds-hooks.md
-section 3.3). :func:`normalize_resource` returns a copy in which every such single object is a
-one-element array, for the resource types and data types this service reads, and a
-Coding's ``system`` and ``code`` lose surrounding whitespace. Everything else is copied
-unchanged. The changes made are reported (as JSON paths, never values) so the
+section 3.3). :func:`normalize_resource` returns the value in which every such single object is
+a one-element array, for the resource types and data types this service reads, and a Coding's
+``system`` and ``code`` lose surrounding whitespace (copy-on-write: the input is never changed,
+and what needs no change is shared, not copied). The changes made are reported (as JSON paths, never values) so the
 caller can log them at debug level. Pure functions over plain data.
 """
 
@@ -44,30 +44,69 @@ CODING_STRINGS = frozenset({"system", "code"})
 
 
 def normalize_resource(value: Any, changes: list[str] | None = None, path: str = "") -> Any:
-    """A copy of ``value`` with single objects wrapped where R4 has arrays.
+    """``value`` with single objects wrapped where R4 has arrays.
 
-    ``changes`` (if given) collects the JSON paths that were wrapped.
+    Copy-on-write: a dict or list in which nothing changes is returned as it is (the common
+    case, and the cheap one); where something changes, the containers on the way to it are new
+    and ``value`` itself is never modified. ``changes`` (if given) collects the JSON paths that
+    were changed.
     """
-    return _normalize(value, "", changes if changes is not None else [], path)
+    return _normalize(value, "", changes if changes is not None else [], (None, path) if path else None)
 
 
-def _normalize(value: Any, element: str, changes: list[str], path: str) -> Any:
+# A path is built only when something changes: (parent path, key or index) pairs, or None.
+_Path = tuple[Any, Any] | None
+
+
+def _path_text(path: _Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, part = path
+        parts.append(f"[{part}]" if isinstance(part, int) else part)
+    text = ""
+    for part in reversed(parts):
+        text = text + part if part.startswith("[") or not text else f"{text}.{part}"
+    return text
+
+
+_ARRAYS: dict[tuple[str, str | None], frozenset[str]] = {}
+
+
+def _arrays(element: str, rtype: str | None) -> frozenset[str]:
+    arrays = _ARRAYS.get((element, rtype))
+    if arrays is None:
+        arrays = COMMON_ARRAYS | ANYWHERE_ARRAYS | ELEMENT_ARRAYS.get(element, frozenset())
+        arrays = _ARRAYS.setdefault((element, rtype), arrays | RESOURCE_ARRAYS.get(rtype or "", frozenset()))
+    return arrays
+
+
+def _normalize(value: Any, element: str, changes: list[str], path: _Path) -> Any:
     if isinstance(value, list):
-        return [_normalize(item, element, changes, f"{path}[{i}]") for i, item in enumerate(value)]
+        out_list: list[Any] | None = None
+        for i, item in enumerate(value):
+            new = _normalize(item, element, changes, (path, i)) if isinstance(item, dict | list) else item
+            if new is not item and out_list is None:
+                out_list = value[:i]
+            if out_list is not None:
+                out_list.append(new)
+        return value if out_list is None else out_list
     if not isinstance(value, dict):
         return value
     rtype = value.get("resourceType")
-    arrays = COMMON_ARRAYS | ANYWHERE_ARRAYS | ELEMENT_ARRAYS.get(element, frozenset())
-    if isinstance(rtype, str):
-        arrays = arrays | RESOURCE_ARRAYS.get(rtype, frozenset())
-    out: dict[str, Any] = {}
+    arrays = _arrays(element, rtype if isinstance(rtype, str) else None)
+    out: dict[str, Any] | None = None
     for key, item in value.items():
-        where = f"{path}.{key}" if path else key
+        new = item
         if key in arrays and isinstance(item, dict):
-            changes.append(where)
-            item = [item]
+            changes.append(_path_text((path, key)))
+            new = [item]
         elif element == "coding" and key in CODING_STRINGS and isinstance(item, str) and item != item.strip():
-            changes.append(where)
-            item = item.strip()  # " 238084" is the code 238084 (R4 codes have no outer spaces)
-        out[key] = _normalize(item, key, changes, where)
-    return out
+            changes.append(_path_text((path, key)))
+            new = item.strip()  # " 238084" is the code 238084 (R4 codes have no outer spaces)
+        if isinstance(new, dict | list):
+            new = _normalize(new, key, changes, (path, key))
+        if new is not item:
+            if out is None:
+                out = dict(value)
+            out[key] = new
+    return value if out is None else out

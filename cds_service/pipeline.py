@@ -193,10 +193,15 @@ def evaluate(
                knowledge.families, tuple(patient.unavailable))
         for order, indications in per_order
     ]
-    for decision in decisions:  # the technical details stay in the log; cards say it clinically
-        log.info("decision order=%s kind=%s policy=%s (%s)%s", decision.order.order_ref, decision.kind,
-                 decision.policy_choice.policy.id, decision.policy_choice.explanation,
-                 "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
+    # The technical details stay in the log; cards say it clinically. At INFO the one line per
+    # hook call already names the decisions and the policy, so a decision gets its own line only
+    # at DEBUG, or when data it needed could not be retrieved.
+    debug = log.isEnabledFor(logging.DEBUG)
+    for decision in decisions:
+        if debug or decision.missing:
+            log.info("decision order=%s kind=%s policy=%s (%s)%s", decision.order.order_ref, decision.kind,
+                     decision.policy_choice.policy.id, decision.policy_choice.explanation,
+                     "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     cards = [render_card(d, card_text, new_uuid()) for d in decisions if d.fires]
     coverages = match_coverages(patient.coverages, knowledge.policies, default_policy_id,
                                 data.resolve)  # for CRD coverage information (crd/)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from .knowledge import Policy
 from .resource_index import Resource, dicts_in, strings_in
@@ -78,6 +79,7 @@ def no_policy_on_file(plan: str) -> Policy:
                   override_reasons=(), summary_of_evidence="", raw={}, key=NO_POLICY_ID)
 
 
+@lru_cache(maxsize=4096)  # pure; the same few payor names come on every call
 def normalize_name(name: str) -> str:
     name = name.casefold().replace("&", " and ")
     return re.sub(r"[^a-z0-9]+", " ", name).strip()
@@ -113,12 +115,17 @@ def _payor_candidates(
     return candidates
 
 
+@lru_cache(maxsize=256)
+def _known_names(payer_name: str, aliases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(normalize_name(n) for n in (payer_name, *aliases))
+
+
 def _matches(policy: Policy, identifiers: list[tuple[str, str]], names: list[str]) -> str | None:
     for system, value in identifiers:
         for p_system, p_value in policy.identifiers:
             if value == p_value and (not p_system or not system or p_system == system):
                 return f"payor identifier {value}"
-    known = {normalize_name(n) for n in (policy.payer_name, *policy.aliases)}
+    known = _known_names(policy.payer_name, tuple(policy.aliases))
     for name in names:
         if normalize_name(name) in known:
             return f"payor name '{name}'"

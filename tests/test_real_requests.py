@@ -70,6 +70,19 @@ def test_normalising_wraps_only_array_elements_and_reports_their_paths():
     assert order["category"] == {"text": "c"}  # the input is not changed
 
 
+def test_normalising_shares_what_needs_no_change_and_names_nested_paths():
+    order = {"resourceType": "MedicationRequest", "subject": {"reference": "Patient/p"},
+             "dosageInstruction": [{"text": "d"}, {"route": {"coding": {"code": "x"}}}]}
+    changes: list[str] = []
+    out = normalize_resource(order, changes, "context.draftOrders")
+    assert changes == ["context.draftOrders.dosageInstruction[1].route.coding"]
+    assert out["dosageInstruction"][1]["route"]["coding"] == [{"code": "x"}]
+    assert out["subject"] is order["subject"] and out["dosageInstruction"][0] is order["dosageInstruction"][0]
+    assert order["dosageInstruction"][1]["route"]["coding"] == {"code": "x"}  # the input is not changed
+    clean = {"resourceType": "MedicationRequest", "category": [{"text": "c"}]}
+    assert normalize_resource(clean) is clean
+
+
 # --- §2 encodings and escapes -------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
