@@ -11,11 +11,10 @@ record lost, and that is logged (type only, no PHI) and counted.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -133,86 +132,6 @@ def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
         write_hook_call(session, row)
 
 
-WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
-
-
-@dataclass
-class _Pending:
-    row: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-
-class GroupCommitWriter:
-    """Writes the audit rows of concurrent hook calls in one transaction (group commit).
-
-    A request thread hands its row to the one writer thread of its process and waits until the
-    transaction holding it has committed (or failed), so a call is answered only once its record
-    is in the database, exactly as with a write per call, and nothing is lost when the process
-    dies: a row whose call has not been answered may be missing, an answered one never is. What
-    changes is the cost: one transaction (one SQLite write lock, one commit) for every row that
-    arrived while the previous batch was being written, instead of one per call, with the
-    threads and processes no longer queueing on SQLite's lock one by one.
-
-    When a batch fails, its rows are written again one per transaction, so one row the database
-    refuses fails only its own call (which then spools it, see :class:`DatabaseRecorder`).
-    """
-
-    def __init__(self, database: Database, max_batch: int = 64) -> None:
-        self.database = database
-        self.max_batch = max_batch
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-
-    def write(self, row: dict[str, Any], timeout: float = WRITE_WAIT_S) -> None:
-        """Return once ``row`` is committed; raise what the database raised, or TimeoutError."""
-        item = _Pending(row)
-        with self._cond:
-            self._ensure_thread()
-            self._queue.append(item)
-            self._cond.notify()
-        if not item.done.wait(timeout):
-            raise TimeoutError(f"the audit write did not complete within {timeout:.0f} s")
-        if item.error is not None:
-            raise item.error
-
-    def _ensure_thread(self) -> None:  # holds self._cond
-        if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
-            self._pid, self._thread, self._queue = os.getpid(), None, []
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="cds-audit-writer", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            self._write_batch(batch)
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        try:
-            with self.database.write_lock(), self.database.session() as session:
-                for item in batch:
-                    write_hook_call(session, item.row)
-        except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:  # find the row(s) at fault: each alone in its own transaction
-                for item in batch:
-                    try:
-                        with self.database.write_lock(), self.database.session() as session:
-                            write_hook_call(session, item.row)
-                    except Exception as row_exc:
-                        item.error = row_exc
-        finally:
-            for item in batch:
-                item.done.set()
-
-
 class DatabaseRecorder:
     """Writes a hook call and one Alert per card in a single transaction, or spools them."""
 
@@ -227,7 +146,6 @@ class DatabaseRecorder:
         self.spooled = 0
         self.lost = 0
         self._lock = threading.Lock()
-        self.writer = GroupCommitWriter(database)
 
     def record_hook_call(self, call: HookCall) -> None:
         if not call.evaluation.cards and not self.all_calls:
@@ -238,7 +156,7 @@ class DatabaseRecorder:
             self._count_lost(exc, call)
             return
         try:
-            self.writer.write(row)
+            self.database.writer.run(partial(write_hook_call, row=row))
         except Exception as exc:  # never fail the EHR's call
             kept = self.replayer is not None and self.replayer.keep(HOOK_CALL, row)
             from .metrics import count_audit_write_failure  # not at import time: see cds_service.metrics

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from .group_commit import GroupCommitWriter
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -70,6 +72,7 @@ class Database:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = _SqliteWriterLock(self.engine)
+        self.writer = GroupCommitWriter(self)  # audit rows and coverage assertions, group-committed
 
     def write_lock(self) -> AbstractContextManager[None]:
         """Held around a batch of audit writes: with SQLite, the worker processes take turns on a

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
 
-from cds_service.audit import GroupCommitWriter, _Pending
+from cds_service.audit import write_hook_call
+from cds_service.group_commit import GroupCommitWriter, _Pending
 from cds_service.models import HookCallRecord
 
 from .review_support import call, hook_request
@@ -71,7 +73,8 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
         original_batch(batch)
 
     writer._write_batch = held_batch
-    threads = [threading.Thread(target=writer.write, args=(_row(f"k{i}"),)) for i in range(6)]
+    threads = [threading.Thread(target=writer.run, args=(partial(write_hook_call, row=_row(f"k{i}")),))
+               for i in range(6)]
     threads[0].start()
     while not writer._thread:
         pass
@@ -89,7 +92,8 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
 
 def test_a_row_the_database_refuses_fails_only_its_own_write(storage_app):
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
-    good, bad = _Pending(_row("good-1")), _Pending(_row("bad-1", patient_id=None))
+    good = _Pending(partial(write_hook_call, row=_row("good-1")))
+    bad = _Pending(partial(write_hook_call, row=_row("bad-1", patient_id=None)))
     writer._write_batch([good, bad])  # one batch, as when both calls arrive together
     assert good.done.is_set() and bad.done.is_set()
     assert good.error is None
@@ -101,4 +105,4 @@ def test_a_write_that_does_not_complete_in_time_raises(storage_app):
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
     writer._write_batch = lambda batch: None  # never completes
     with pytest.raises(TimeoutError):
-        writer.write(_row("slow-1"), timeout=0.05)
+        writer.run(partial(write_hook_call, row=_row("slow-1")), timeout=0.05)

@@ -5,29 +5,38 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..models import CoverageAssertionRecord
+from ..storage_safety import storable
 from .coverage_info import Assertion
+
+_INSERT = insert(CoverageAssertionRecord.__table__)  # a Core statement: compiled once, cached
 
 
 def save_assertions(database: Database, assertions: list[Assertion], *, hook_instance: str,
                     service_id: str, client_iss: str | None, patient_id: str,
                     crd_version: str) -> None:
-    """Store every assertion in one transaction; raises if they cannot be kept."""
+    """Store every assertion in one transaction (group-committed with the writes of concurrent
+    calls, :mod:`cds_service.group_commit`); returns once committed, raises if they cannot be kept."""
     now = datetime.now(UTC)
-    with database.session() as session:
-        session.add_all(
-            CoverageAssertionRecord(
-                assertion_id=a.assertion_id, created_at=now, hook_instance=hook_instance,
-                service_id=service_id, client_iss=client_iss, patient_id=patient_id,
-                order_ref=a.order_ref, coverage_ref=a.coverage_ref, policy_id=a.policy_id,
-                policy_version=a.policy_version, decision_kind=a.decision_kind,
-                covered=a.covered, crd_version=crd_version, extension=a.extension,
-            )
-            for a in assertions
-        )
+    rows = [
+        storable(CoverageAssertionRecord, {
+            "assertion_id": a.assertion_id, "created_at": now, "hook_instance": hook_instance,
+            "service_id": service_id, "client_iss": client_iss, "patient_id": patient_id,
+            "order_ref": a.order_ref, "coverage_ref": a.coverage_ref, "policy_id": a.policy_id,
+            "policy_version": a.policy_version, "decision_kind": a.decision_kind,
+            "covered": a.covered, "crd_version": crd_version, "extension": a.extension,
+        })
+        for a in assertions
+    ]
+
+    def write(session: Session) -> None:
+        session.execute(_INSERT, rows)
+
+    database.writer.run(write)
 
 
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""Group commit: the writes of concurrent hook calls share one transaction.
+
+A request thread hands its write (a function of a SQLAlchemy session) to the one writer thread
+of its process and waits until the transaction holding it has committed (or failed), so a call
+is answered only once what it wrote is in the database, exactly as with a transaction per call,
+and nothing is lost when the process dies: a write whose call has not been answered may be
+missing, an answered one never is. What changes is the cost: one transaction (one SQLite write
+lock, one commit) for every write that arrived while the previous batch was being written,
+instead of one per call, with the threads and processes no longer queueing on SQLite's lock
+one by one. The audit trail (:mod:`.audit`) and the CRD coverage assertions (:mod:`.crd.store`)
+both write through it.
+
+When a batch fails, its writes are run again one per transaction, so one write the database
+refuses fails only its own call (the audit then spools its row; an assertion that cannot be
+kept is not given).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .db import Database
+
+WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
+
+Work = Callable[["Session"], Any]
+
+
+@dataclass
+class _Pending:
+    work: Work
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class GroupCommitWriter:
+    """One writer thread per process for one database; see the module docstring."""
+
+    def __init__(self, database: Database, max_batch: int = 64) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def run(self, work: Work, timeout: float = WRITE_WAIT_S) -> None:
+        """Return once ``work(session)`` is committed; raise what the database raised, or
+        TimeoutError."""
+        item = _Pending(work)
+        with self._cond:
+            self._ensure_thread()
+            self._queue.append(item)
+            self._cond.notify()
+        if not item.done.wait(timeout):
+            raise TimeoutError(f"the database write did not complete within {timeout:.0f} s")
+        if item.error is not None:
+            raise item.error
+
+    def _ensure_thread(self) -> None:  # holds self._cond
+        if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
+            self._pid, self._thread, self._queue = os.getpid(), None, []
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="cds-group-commit", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        try:
+            with self.database.write_lock(), self.database.session() as session:
+                for item in batch:
+                    item.work(session)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:  # find the write(s) at fault: each alone in its own transaction
+                for item in batch:
+                    try:
+                        with self.database.write_lock(), self.database.session() as session:
+                            item.work(session)
+                    except Exception as item_exc:
+                        item.error = item_exc
+        finally:
+            for item in batch:
+                item.done.set()
