@@ -231,7 +231,6 @@ class DrugScanner:
     words: tuple[bytes, ...]  # lower case
     codes: frozenset[bytes]  # lower case
 
-    _CODE_TOKEN = re.compile(rb'" *+([0-9a-z][0-9a-z.\-]{2,15}) *+"')
     _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*+([0-9a-z][0-9a-z.\-]{2,15})(?:\s|\\[tnrf])*+"')
     _WHITESPACE_ESCAPES = (b"\\t", b"\\n", b"\\r", b"\\f")
 
@@ -242,8 +241,10 @@ class DrugScanner:
         if b"\\" in lowered:  # a code written with whitespace escapes around it, e.g. "\t238084"
             for escape in self._WHITESPACE_ESCAPES:
                 lowered = lowered.replace(escape, b" ")
+        # Every stretch between two quote bytes, stripped, looked up in one set operation: each
+        # JSON string token is such a stretch (other stretches only add harmless candidates).
         codes = self.codes
-        if any(token in codes for token in self._CODE_TOKEN.findall(lowered)):
+        if not codes.isdisjoint(map(bytes.strip, lowered.split(b'"'))):
             return True
         if raw.isascii():
             return False
