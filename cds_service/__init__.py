@@ -79,7 +79,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     init_auth(app)
     init_http(app)
-    init_proxy(app)
     from .feedback import bp as feedback_bp
     from .health import init_health
     from .metrics import bp as metrics_bp
@@ -91,6 +90,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_health(app)
     app.register_blueprint(metrics_bp)
     init_review(app)
+    from .fast_lane import HookFastLane
+
+    app.wsgi_app = HookFastLane(app, app.wsgi_app)  # type: ignore[method-assign]
+    init_proxy(app)  # outermost: the lane and Flask both see the scheme and client the proxy saw
     return app
 
 

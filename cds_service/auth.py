@@ -136,9 +136,8 @@ MISSING_BASE_URL = (
 )
 
 
-def _bearer_token() -> str | None:
-    value = request.headers.get("Authorization", "")
-    scheme, _, token = value.partition(" ")
+def _bearer_token(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 
@@ -155,28 +154,47 @@ def _log_value(value: Any) -> str:
 
 
 def authenticate_request() -> None:
-    """``before_request`` hook: verify the JWT on every /cds-services request."""
+    """``before_request`` hook: verify the JWT on every /cds-services request.
+
+    A call the fast lane (:mod:`.fast_lane`) has already authenticated carries its outcome in
+    the WSGI environ, so a token is verified once per request, never twice (its jti would then
+    look replayed).
+    """
     if request.method == "OPTIONS" or not request.path.startswith(PROTECTED_PREFIX):
         return
-    verifier: Verifier = current_app.extensions["cds_auth"]
-    token = _bearer_token()
+    from .fast_lane import FAST_LANE_CLIENT, FAST_LANE_FAILURE
+
+    environ = request.environ
+    if FAST_LANE_CLIENT in environ:
+        g.cds_client = environ[FAST_LANE_CLIENT]
+        return
+    if FAST_LANE_FAILURE in environ:
+        raise environ[FAST_LANE_FAILURE]
+    g.cds_client = verified_client(request.headers.get("Authorization", ""), request.path,
+                                   current_app.extensions["cds_auth"])
+
+
+def verified_client(authorization: str, path: str, verifier: Verifier) -> dict[str, Any]:
+    """The client of a verified bearer token (``iss``, ``tenant``, ``jti``), or the ApiError to
+    answer with (401; 503 when the replay store is down), logged and counted."""
+    token = _bearer_token(authorization)
     if token is None:
-        log.warning("auth rejected: reason=missing bearer token path=%s", request.path)
+        log.warning("auth rejected: reason=missing bearer token path=%s", path)
         from .metrics import count_auth_failure  # imported here, not at start-up: see cds_service.metrics
         count_auth_failure("missing bearer token")
         raise _unauthorized(None)
     try:
-        claims = verifier.verify(token, verifier.audiences(request.path))
+        claims = verifier.verify(token, verifier.audiences(path))
     except ReplayStoreUnavailable:
         raise ApiError(503, [Issue("Authentication is temporarily unavailable.", "transient")],
                        headers={"Retry-After": "5"}) from None
     except AuthFailure as failure:
         log.warning("auth rejected: reason=%s iss=%s jti=%s path=%s", failure.reason,
-                    _log_value(failure.iss), _log_value(failure.jti), request.path)
+                    _log_value(failure.iss), _log_value(failure.jti), path)
         from .metrics import count_auth_failure
         count_auth_failure(failure.reason)
         raise _unauthorized("invalid_token") from None
-    g.cds_client = {"iss": claims["iss"], "tenant": claims.get("tenant"), "jti": claims["jti"]}
+    return {"iss": claims["iss"], "tenant": claims.get("tenant"), "jti": claims["jti"]}
 
 
 def init_auth(app: Flask) -> None:
