@@ -14,15 +14,15 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from .db import Database
 from .decision import Decision
+from .group_commit import Work
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
@@ -113,23 +113,23 @@ def _insert_statements(dialect: str) -> tuple[Any, Any]:
     return statements
 
 
-def write_hook_call(session: Session, row: dict[str, Any]) -> bool:
+def write_hook_call(connection: Connection, row: dict[str, Any]) -> bool:
     """Insert the call and its alerts unless ``record_key`` is already stored; True if new."""
-    insert_call, insert_alert = _insert_statements(session.get_bind().dialect.name)
+    insert_call, insert_alert = _insert_statements(connection.dialect.name)
     values = {k: v for k, v in row.items() if k != "alerts"}
     values["recorded_at"] = _as_datetime(values["recorded_at"])
-    call_id = session.execute(insert_call, storable(HookCallRecord, values)).scalar()
+    call_id = connection.execute(insert_call, storable(HookCallRecord, values)).scalar()
     if call_id is None:
         return False
     for alert in row["alerts"]:
         alert = dict(alert, created_at=_as_datetime(alert["created_at"]), hook_call_id=call_id)
-        session.execute(insert_alert, storable(Alert, alert))
+        connection.execute(insert_alert, storable(Alert, alert))
     return True
 
 
 def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
-    with database.session() as session:
-        write_hook_call(session, row)
+    with database.transaction() as connection:
+        write_hook_call(connection, row)
 
 
 class DatabaseRecorder:
@@ -147,30 +147,53 @@ class DatabaseRecorder:
         self.lost = 0
         self._lock = threading.Lock()
 
-    def record_hook_call(self, call: HookCall) -> None:
-        if not call.evaluation.cards and not self.all_calls:
-            return
+    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+        """See :class:`cds_service.recording.Recorder`: one group-committed transaction for the
+        audit row and ``also``; never raises into the EHR's call."""
+        row = None
+        if call.evaluation.cards or self.all_calls:
+            try:
+                row = hook_call_row(call, datetime.now(UTC), str(uuid.uuid4()))
+            except Exception as exc:  # never fail the EHR's call
+                self._count_lost(exc, call)
+                if also is None:
+                    return False
+        if row is None and also is None:
+            return False
+
+        def write(connection: Connection) -> None:
+            if also is not None:
+                also(connection)
+            if row is not None:
+                write_hook_call(connection, row)
+
         try:
-            row = hook_call_row(call, datetime.now(UTC), str(uuid.uuid4()))
-        except Exception as exc:  # never fail the EHR's call
-            self._count_lost(exc, call)
-            return
-        try:
-            self.database.writer.run(partial(write_hook_call, row=row))
-        except Exception as exc:  # never fail the EHR's call
-            kept = self.replayer is not None and self.replayer.keep(HOOK_CALL, row)
-            from .metrics import count_audit_write_failure  # not at import time: see cds_service.metrics
-            count_audit_write_failure()
-            with self._lock:
-                self.failures += 1
-                self.spooled += kept
-                self.lost += not kept
-            log.error("audit record failed: %s (hookInstance=%s, failures=%d, %s)",
-                      type(exc).__name__, log_safe(call.request.hook_instance), self.failures,
-                      "kept in the spool for replay" if kept else "record lost")
-            return
+            self.database.writer.run(write)
+        except Exception as exc:
+            if also is not None:  # an assertion that cannot be kept is not given (found-11)
+                log.error("coverage assertions not kept (%s); coverage information withheld "
+                          "(hookInstance=%s)", type(exc).__name__, log_safe(call.request.hook_instance))
+                return False  # nothing was written: the caller records the answer it gives instead
+            if row is None:
+                return False
+            self._spool(row, exc, call)
+            return False
         if self.replayer is not None:
             self.replayer.after_success()
+        return True
+
+    def _spool(self, row: dict[str, Any], exc: Exception, call: HookCall) -> None:
+        """The database refused or failed the row: keep it in the spool for replay, count it."""
+        kept = self.replayer is not None and self.replayer.keep(HOOK_CALL, row)
+        from .metrics import count_audit_write_failure  # not at import time: see cds_service.metrics
+        count_audit_write_failure()
+        with self._lock:
+            self.failures += 1
+            self.spooled += kept
+            self.lost += not kept
+        log.error("audit record failed: %s (hookInstance=%s, failures=%d, %s)",
+                  type(exc).__name__, log_safe(call.request.hook_instance), self.failures,
+                  "kept in the spool for replay" if kept else "record lost")
 
     def _count_lost(self, exc: Exception, call: HookCall) -> None:
         with self._lock:

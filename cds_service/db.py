@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .group_commit import GroupCommitWriter
@@ -85,6 +85,11 @@ class Database:
         """A session committed on success and rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A Core connection in a transaction, committed on success and rolled back on error
+        (the group-commit writer's: no ORM session for inserts of plain rows)."""
+        return self.engine.begin()
 
     def upgrade(self) -> None:
         upgrade(self.url, self.engine)

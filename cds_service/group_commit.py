@@ -1,6 +1,6 @@
 """Group commit: the writes of concurrent hook calls share one transaction.
 
-A request thread hands its write (a function of a SQLAlchemy session) to the one writer thread
+A request thread hands its write (a function of a SQLAlchemy Core connection) to the one writer thread
 of its process and waits until the transaction holding it has committed (or failed), so a call
 is answered only once what it wrote is in the database, exactly as with a transaction per call,
 and nothing is lost when the process dies: a write whose call has not been answered may be
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from sqlalchemy import Connection
 
     from .db import Database
 
 WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
 
-Work = Callable[["Session"], Any]
+Work = Callable[["Connection"], Any]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class GroupCommitWriter:
         self._pid = os.getpid()
 
     def run(self, work: Work, timeout: float = WRITE_WAIT_S) -> None:
-        """Return once ``work(session)`` is committed; raise what the database raised, or
+        """Return once ``work(connection)`` is committed; raise what the database raised, or
         TimeoutError."""
         item = _Pending(work)
         with self._cond:
@@ -81,17 +81,17 @@ class GroupCommitWriter:
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         try:
-            with self.database.write_lock(), self.database.session() as session:
+            with self.database.write_lock(), self.database.transaction() as connection:
                 for item in batch:
-                    item.work(session)
+                    item.work(connection)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
             else:  # find the write(s) at fault: each alone in its own transaction
                 for item in batch:
                     try:
-                        with self.database.write_lock(), self.database.session() as session:
-                            item.work(session)
+                        with self.database.write_lock(), self.database.transaction() as connection:
+                            item.work(connection)
                     except Exception as item_exc:
                         item.error = item_exc
         finally:

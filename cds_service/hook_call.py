@@ -2,8 +2,9 @@
 
 Both ways in call :func:`answer_hook_call`: the Flask view (``routes.call_service``) and the
 fast lane in front of Flask (:mod:`.fast_lane`). It parses and checks the envelope, evaluates
-the orders (:func:`.pipeline.evaluate`), shapes the Da Vinci CRD answer, records the call, and
-counts and logs it: one request, one direction. Bad input raises an :class:`.errors.ApiError`.
+the orders (:func:`.pipeline.evaluate`), shapes the Da Vinci CRD answer, records the call (with
+its coverage assertions, in one transaction), and counts and logs it: one request, one
+direction. Bad input raises an :class:`.errors.ApiError`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from . import metrics
 from .crd.respond import respond as crd_respond
+from .crd.store import assertion_writer
 from .hook_request import check_draft_order_count, parse_body, validate_envelope
 from .pipeline import Evaluation, evaluate
 from .recording import HookCall
@@ -43,11 +46,20 @@ def answer_hook_call(service: ServiceDefinition, body: bytes, state: Any, config
         max_cards=int(config["MAX_CARDS"]),
     )
     client_iss = (client or {}).get("iss")
-    crd = crd_respond(hook_request, evaluation, service_id=service.id, client_iss=client_iss,
-                      config=config, database=state.database, card_text=state.card_text)  # Da Vinci CRD
-    evaluation = crd.evaluation
+    crd = crd_respond(hook_request, evaluation, client_iss=client_iss, config=config,
+                      card_text=state.card_text)  # Da Vinci CRD
     elapsed_ms = (time.perf_counter() - started) * 1000
-    state.recorder.record_hook_call(HookCall(hook_request, service, evaluation, elapsed_ms, client_iss))
+    call = HookCall(hook_request, service, crd.evaluation, elapsed_ms, client_iss)
+    if not crd.assertions:
+        state.recorder.record_hook_call(call)
+    elif not state.recorder.record_hook_call(call, also=assertion_writer(
+            crd.assertions, hook_instance=hook_request.hook_instance, service_id=service.id,
+            client_iss=client_iss, patient_id=hook_request.patient_id, crd_version=crd.settings.version)):
+        # An assertion that cannot be kept is not given (found-11): the answer without them.
+        crd = crd_respond(hook_request, evaluation, client_iss=client_iss, config=config,
+                          card_text=state.card_text, coverage_info=False)
+        state.recorder.record_hook_call(replace(call, evaluation=crd.evaluation))
+    evaluation = crd.evaluation
     total = time.perf_counter() - started  # what the EHR waits for, the audit write included
     metrics.observe_hook(service.id, evaluation.fast_path, total)
     for decision, _card in evaluation.carded_decisions():

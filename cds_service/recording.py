@@ -6,12 +6,19 @@ storage is configured; it must never raise into the EHR's call.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .hook_request import HookRequest
 from .pipeline import Evaluation
 from .services import ServiceDefinition
+from .storage_safety import log_safe
+
+if TYPE_CHECKING:
+    from .group_commit import Work
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,19 @@ class HookCall:
 
 
 class Recorder(Protocol):
-    def record_hook_call(self, call: HookCall) -> None: ...
+    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+        """Record ``call``; ``also`` (the call's coverage assertions) must be kept in the same
+        transaction. True when ``also`` was committed; False when it was not (then nothing of
+        this call was written: the caller gives the answer without what ``also`` keeps, and
+        records that answer instead)."""
+        ...
 
 
 class NullRecorder:
-    def record_hook_call(self, call: HookCall) -> None:
-        return None
+    """No storage (``AUDIT_ENABLED=false``, ``cds-service evaluate``): nothing is kept."""
+
+    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+        if also is not None:  # by design, not a fault
+            log.info("coverage information withheld: no database to keep coverage assertions in "
+                     "(hookInstance=%s)", log_safe(call.request.hook_instance))
+        return False

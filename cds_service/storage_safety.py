@@ -14,6 +14,7 @@ so a newline in a hookInstance cannot forge a log line.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, String
@@ -43,16 +44,30 @@ def storable_json(value: Any) -> Any:
 
 def storable(model: type[DeclarativeBase], values: dict[str, Any]) -> dict[str, Any]:
     """``values`` for an insert into ``model``'s table, every text and JSON column made storable."""
-    columns = model.__table__.columns  # type: ignore[attr-defined]
+    kinds = _column_kinds(model)
     safe = {}
     for name, value in values.items():
-        column_type = columns[name].type
-        if isinstance(value, str) and isinstance(column_type, String):
-            value = storable_text(value, column_type.length)
-        elif isinstance(column_type, JSON):
+        kind, length = kinds[name]
+        if kind == "text" and isinstance(value, str):
+            value = storable_text(value, length)
+        elif kind == "json":
             value = storable_json(value)
         safe[name] = value
     return safe
+
+
+@cache
+def _column_kinds(model: type[DeclarativeBase]) -> dict[str, tuple[str, int | None]]:
+    """Per column: ("text", its length), ("json", None) or ("other", None); read once per model."""
+    kinds: dict[str, tuple[str, int | None]] = {}
+    for column in model.__table__.columns:  # type: ignore[attr-defined]
+        if isinstance(column.type, String):
+            kinds[column.name] = ("text", column.type.length)
+        elif isinstance(column.type, JSON):
+            kinds[column.name] = ("json", None)
+        else:
+            kinds[column.name] = ("other", None)
+    return kinds
 
 
 def log_safe(value: object, limit: int = LOG_LIMIT) -> str:

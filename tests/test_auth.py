@@ -80,7 +80,7 @@ def test_real_tokens_are_accepted_on_discovery(http, key):
 
 def test_service_call_records_the_verified_client(app):
     seen = []
-    app.extensions["cds"].recorder = type("R", (), {"record_hook_call": lambda self, c: seen.append(c)})()
+    app.extensions["cds"].recorder = type("R", (), {"record_hook_call": lambda self, c, also=None: seen.append(c)})()
     body = load_json(FIXTURES / "hook-requests" / "01-crps-ketamine-reasoncode.json")
     token = sign(RSA, claims(SERVICE, tenant="t1", sub="Practitioner/1"))
     response = app.test_client().post(SERVICE, json=body, headers=bearer(token))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cds_service import create_app
+from cds_service import create_app, hook_call
 from cds_service.crd import respond as crd_respond
 from cds_service.crd.coverage_info import EXTENSION_URL, repetition
 from cds_service.crd.settings import CrdSettings, read_settings
@@ -118,13 +118,27 @@ def test_unknown_decision_kind_asserts_nothing(client):
 
 def test_an_assertion_that_cannot_be_kept_is_not_given(client, monkeypatch):
     def broken(*args, **kwargs):
-        raise RuntimeError("database down")
+        def write(connection):
+            raise RuntimeError("database down")
+        return write
 
-    monkeypatch.setattr(crd_respond, "save_assertions", broken)
+    monkeypatch.setattr(hook_call, "assertion_writer", broken)
+    recorded_before = _audit_rows(client)
     response = client.post(SIGN, data=IG_SHAPE.read_bytes(), content_type="application/json")
     payload = response.get_json()
     assert response.status_code == 200 and "systemActions" not in payload
     assert len(payload["cards"]) == 1 and "coverage-assertion-id" not in payload["cards"][0]["detail"]
+    assert "Also recorded on the order" not in payload["cards"][0]["detail"]
+    assert _audit_rows(client) == recorded_before + 1  # the answer given is the one recorded
+
+
+def _audit_rows(client) -> int:
+    from sqlalchemy import func, select
+
+    from cds_service.models import HookCallRecord
+
+    with client.application.extensions["cds"].database.session() as session:
+        return session.scalar(select(func.count()).select_from(HookCallRecord))
 
 
 def test_existing_coverage_information_for_the_same_coverage_is_replaced_not_duplicated(client):

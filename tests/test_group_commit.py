@@ -56,13 +56,13 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
     database = storage_app.extensions["cds"].database
     writer = GroupCommitWriter(database)
     transactions = []
-    original = database.session
+    original = database.transaction
 
-    def counting_session():
+    def counting_transaction():
         transactions.append(1)
         return original()
 
-    database.session = counting_session
+    database.transaction = counting_transaction
     gate = threading.Lock()
     gate.acquire()
     original_batch = writer._write_batch
@@ -85,7 +85,7 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
     gate.release()
     for thread in threads:
         thread.join(30)
-    database.session = original
+    database.transaction = original
     assert len(transactions) == 2  # the first row alone, then the five that queued behind it
     assert _count(storage_app) == 6
 

@@ -126,10 +126,10 @@ def test_audit_write_failures_are_counted(storage_app, monkeypatch):
     before = sample(scrape(client), "cds_audit_write_failures_total")
     database = storage_app.extensions["cds"].database
 
-    def broken_session():
+    def broken_transaction():
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(database, "session", broken_session)
+    monkeypatch.setattr(database, "transaction", broken_transaction)
     assert call(client, hook_request())  # the EHR still gets its card
     assert sample(scrape(client), "cds_audit_write_failures_total") == before + 1
 

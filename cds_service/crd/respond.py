@@ -13,7 +13,6 @@ from datetime import date
 from typing import Any
 
 from ..card_render import CardText, render_card
-from ..db import Database
 from ..decision import Decision
 from ..hook_request import HookRequest
 from ..pipeline import Evaluation
@@ -22,7 +21,6 @@ from ..screening import order_reference
 from ..storage_safety import log_safe
 from .coverage_info import Assertion, coverage_assertions
 from .settings import CrdSettings, read_settings
-from .store import save_assertions
 from .topic import card_topic
 
 log = logging.getLogger(__name__)
@@ -113,34 +111,22 @@ def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
     return body, shaped, assertions
 
 
-def respond(request: HookRequest, evaluation: Evaluation, *, service_id: str,
-            client_iss: str | None, config: Mapping[str, Any],
-            database: Database | None, card_text: CardText | None = None) -> CrdResponse:
+def respond(request: HookRequest, evaluation: Evaluation, *, client_iss: str | None,
+            config: Mapping[str, Any], card_text: CardText | None = None,
+            coverage_info: bool = True) -> CrdResponse:
+    """The answer as the request's CRD configuration asks for it. Its ``assertions`` must be
+    kept before it is given (found-11: the caller writes them with the audit record, see
+    :mod:`cds_service.hook_call`); when they cannot be, the caller asks again with
+    ``coverage_info=False`` and gives that answer instead."""
     settings = read_settings(request.raw)
-    if settings.ignored:
-        log.info("hookInstance=%s CRD settings ignored: %s", request.hook_instance,
+    if settings.ignored and coverage_info:
+        log.info("hookInstance=%s CRD settings ignored: %s", log_safe(request.hook_instance),
                  ", ".join(settings.ignored))
     if not evaluation.decisions:  # nothing in scope: no card to shape, no coverage to assert
         return CrdResponse({"cards": []}, evaluation, [], settings)
+    if not coverage_info:
+        settings = replace(settings, coverage_info=False)
     topic = card_topic(settings, client_iss, config.get("CARD_TOPIC_BY_ISS"))
     body, shaped, assertions = build(request, evaluation, settings, topic,
                                      date.today().isoformat(), lambda: str(uuid.uuid4()), card_text)
-    if assertions:
-        kept = database is not None
-        if database is None:  # storage off (AUDIT_ENABLED=false, `cds-service evaluate`): by design
-            log.info("coverage information withheld: no database to keep coverage assertions in "
-                     "(hookInstance=%s)", log_safe(request.hook_instance))
-        else:
-            try:
-                save_assertions(database, assertions, hook_instance=request.hook_instance,
-                                service_id=service_id, client_iss=client_iss,
-                                patient_id=request.patient_id, crd_version=settings.version)
-            except Exception as exc:  # an assertion that cannot be kept is not given (found-11)
-                kept = False
-                log.error("coverage assertions not kept (%s); coverage information withheld "
-                          "(hookInstance=%s)", type(exc).__name__, log_safe(request.hook_instance))
-        if not kept:
-            body, shaped, assertions = build(request, evaluation,
-                                             replace(settings, coverage_info=False), topic,
-                                             date.today().isoformat(), lambda: "", card_text)
     return CrdResponse(body, shaped, assertions, settings)

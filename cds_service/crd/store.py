@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, insert, select
 
 from ..db import Database
+from ..group_commit import Work
 from ..models import CoverageAssertionRecord
 from ..storage_safety import storable
 from .coverage_info import Assertion
@@ -16,11 +16,10 @@ from .coverage_info import Assertion
 _INSERT = insert(CoverageAssertionRecord.__table__)  # a Core statement: compiled once, cached
 
 
-def save_assertions(database: Database, assertions: list[Assertion], *, hook_instance: str,
-                    service_id: str, client_iss: str | None, patient_id: str,
-                    crd_version: str) -> None:
-    """Store every assertion in one transaction (group-committed with the writes of concurrent
-    calls, :mod:`cds_service.group_commit`); returns once committed, raises if they cannot be kept."""
+def assertion_writer(assertions: list[Assertion], *, hook_instance: str, service_id: str,
+                     client_iss: str | None, patient_id: str, crd_version: str) -> Work:
+    """The write that keeps ``assertions`` (one row each), to run in the transaction that also
+    writes the call's audit record (:meth:`cds_service.audit.DatabaseRecorder.record_hook_call`)."""
     now = datetime.now(UTC)
     rows = [
         storable(CoverageAssertionRecord, {
@@ -33,10 +32,10 @@ def save_assertions(database: Database, assertions: list[Assertion], *, hook_ins
         for a in assertions
     ]
 
-    def write(session: Session) -> None:
-        session.execute(_INSERT, rows)
+    def write(connection: Connection) -> None:
+        connection.execute(_INSERT, rows)
 
-    database.writer.run(write)
+    return write
 
 
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:
