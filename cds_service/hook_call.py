@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import metrics
+from .crd.respond import card_reserve
 from .crd.respond import respond as crd_respond
 from .crd.store import assertion_writer
 from .hook_request import check_draft_order_count, parse_body, validate_envelope
@@ -44,6 +45,7 @@ def answer_hook_call(service: ServiceDefinition, body: bytes, state: Any, config
         state.policy_settings,
         data_source_factory=state.data_source_factory,
         max_cards=int(config["MAX_CARDS"]),
+        card_reserve=card_reserve(hook_request),  # each card rendered once, with room for the CRD lines
     )
     client_iss = (client or {}).get("iss")
     crd = crd_respond(hook_request, evaluation, client_iss=client_iss, config=config,

@@ -41,6 +41,7 @@ class Evaluation:
     fast_path: bool = False  # decided "not in scope" from the raw bytes alone
     # Da Vinci CRD: the patient's Coverages and the policy each payer matched (crd/).
     coverages: tuple[CoverageMatch, ...] = ()
+    card_reserves: tuple[int, ...] = ()  # per card: the characters its detail left for the CRD lines
 
     def carded_decisions(self) -> list[tuple[Decision, dict]]:
         """Each decision that produced a card, with that card (cards follow decision order)."""
@@ -133,7 +134,10 @@ def evaluate(
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
     max_cards: int | None = None,
     today: date | None = None,
+    card_reserve: Callable[[Decision, tuple[CoverageMatch, ...]], int] | None = None,
 ) -> Evaluation:
+    """``card_reserve`` tells, per decision, how many characters of the detail a caller will add
+    (the CRD layer, :func:`cds_service.crd.respond.card_reserve`), so each card is rendered once."""
     if not mentions_target_drug(raw_body, knowledge):
         return Evaluation(cards=[], fast_path=True)
 
@@ -202,7 +206,9 @@ def evaluate(
             log.info("decision order=%s kind=%s policy=%s (%s)%s", decision.order.order_ref, decision.kind,
                      decision.policy_choice.policy.id, decision.policy_choice.explanation,
                      "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
-    cards = [render_card(d, card_text, new_uuid()) for d in decisions if d.fires]
     coverages = match_coverages(patient.coverages, knowledge.policies, default_policy_id,
                                 data.resolve)  # for CRD coverage information (crd/)
-    return Evaluation(cards=cards, decisions=decisions, coverages=coverages)
+    reserves = tuple(card_reserve(d, coverages) if card_reserve else 0 for d in decisions if d.fires)
+    cards = [render_card(d, card_text, new_uuid(), reserve_chars=r)
+             for d, r in zip([d for d in decisions if d.fires], reserves, strict=True)]
+    return Evaluation(cards=cards, decisions=decisions, coverages=coverages, card_reserves=reserves)

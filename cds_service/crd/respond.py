@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -19,7 +19,7 @@ from ..pipeline import Evaluation
 from ..resource_index import draft_order_entries
 from ..screening import order_reference
 from ..storage_safety import log_safe
-from .coverage_info import Assertion, coverage_assertions
+from .coverage_info import Assertion, CoverageMatch, coverage_assertions
 from .settings import CrdSettings, read_settings
 from .topic import card_topic
 
@@ -47,18 +47,50 @@ def _drug_label(decision: Decision) -> str:
 DETAIL_LIMIT = 1500  # characters of Markdown, as card_render keeps them (cards/card-text.json)
 
 
+def _head_lines(decision: Decision, position: str | None) -> list[str]:
+    if not position:
+        return []
+    # dev-24: a multi-order request's card names its order (in words, not by its id)
+    family = decision.family
+    for_what = f" for {family.label}" if family else ""
+    return [f"**{position}: {_drug_label(decision)}{for_what}**"]
+
+
+def _tail_lines(asserted: bool) -> list[str]:
+    return ["*" + ADDS_WITH_ACTION + "*"] if asserted else []  # resp-12: what the card adds
+
+
+def _reserve(lines: list[str]) -> int:
+    return sum(len(line) + 2 for line in lines)  # each line and the blank line after it
+
+
+def _positions(request: HookRequest) -> dict[str, str]:
+    orders = [order_reference(url, r, i) for i, (url, r) in enumerate(draft_order_entries(request.draft_orders))
+              if r.get("resourceType") not in ("Medication", None)]
+    return {ref: f"Order {n} of {len(orders)}" for n, ref in enumerate(orders, 1)} if len(orders) > 1 else {}
+
+
+def card_reserve(request: HookRequest) -> Callable[[Decision, Sequence[CoverageMatch]], int]:
+    """How many characters :func:`respond` will add to a decision's card, so the pipeline renders
+    each card once with room for them (:func:`cds_service.pipeline.evaluate`'s ``card_reserve``)."""
+    settings = read_settings(request.raw)
+    positions = _positions(request)
+
+    def reserve(decision: Decision, coverages: Sequence[CoverageMatch]) -> int:
+        position = positions.get(decision.order.order_ref, "Order" if positions else None)
+        asserted = settings.coverage_info and bool(coverage_assertions([decision], coverages, "", str)[1])
+        return _reserve(_head_lines(decision, position) + _tail_lines(asserted))
+
+    return reserve
+
+
 def _shape_card(card: dict, decision: Decision, topic: dict[str, str], position: str | None,
-                assertion_ids: list[str], card_text: CardText | None = None) -> dict:
+                assertion_ids: list[str], card_text: CardText | None = None, rendered_reserve: int = 0) -> dict:
     # A new card and source (nothing nested below them is changed, so no deep copy).
     card = {**card, "source": {**card["source"], "topic": dict(topic)}}
-    head: list[str] = []
-    if position:  # dev-24: a multi-order request's card names its order (in words, not by its id)
-        family = decision.family
-        for_what = f" for {family.label}" if family else ""
-        head.append(f"**{position}: {_drug_label(decision)}{for_what}**")
-    tail = ["*" + ADDS_WITH_ACTION + "*"] if assertion_ids else []  # resp-12: what the card adds
-    if card_text is not None and (head or tail):  # render again, leaving room for the added lines
-        reserve = sum(len(line) + 2 for line in head + tail)
+    head, tail = _head_lines(decision, position), _tail_lines(bool(assertion_ids))
+    reserve = _reserve(head + tail)
+    if card_text is not None and reserve != rendered_reserve:  # render again, with room for the lines
         card["detail"] = render_card(decision, card_text, card["uuid"], reserve_chars=reserve)["detail"]
     blocks = card.get("detail", "").split("\n\n")
     # Without the card text (or if still too long): the renderer put the least important blocks
@@ -91,19 +123,19 @@ def build(request: HookRequest, evaluation: Evaluation, settings: CrdSettings,
         if a.assertion_id not in ids_by_order[a.order_ref]:
             ids_by_order[a.order_ref].append(a.assertion_id)
 
-    orders = [order_reference(url, r, i) for i, (url, r) in enumerate(draft_order_entries(request.draft_orders))
-              if r.get("resourceType") not in ("Medication", None)]
-    position = {ref: f"Order {n} of {len(orders)}" for n, ref in enumerate(orders, 1)} if len(orders) > 1 else {}
-    carded = evaluation.carded_decisions() if settings.cards else []
+    position = _positions(request)
+    rendered = evaluation.card_reserves or (0,) * len(evaluation.cards)  # what each card left room for
+    carded = list(zip(evaluation.carded_decisions(), rendered, strict=True)) if settings.cards else []
     carded = carded[: settings.max_cards]
     kept = [(d, _shape_card(c, d, topic, position.get(d.order.order_ref, "Order" if position else None),
-                            ids_by_order.get(d.order.order_ref, []), card_text))
-            for d, c in carded]
+                            ids_by_order.get(d.order.order_ref, []), card_text, reserved))
+            for (d, c), reserved in carded]
     kept_ids = {id(d) for d, _ in kept}
     shaped = replace(
         evaluation,
         cards=[c for _, c in kept],
         decisions=[d for d in evaluation.decisions if not d.fires or id(d) in kept_ids],
+        card_reserves=(),  # these cards are final: nothing is added to them any more
     )
     body: dict[str, Any] = {"cards": shaped.cards}
     if annotated:
