@@ -73,12 +73,15 @@ def _positions(request: HookRequest) -> dict[str, str]:
 def card_reserve(request: HookRequest) -> Callable[[Decision, Sequence[CoverageMatch]], int]:
     """How many characters :func:`respond` will add to a decision's card, so the pipeline renders
     each card once with room for them (:func:`cds_service.pipeline.evaluate`'s ``card_reserve``)."""
-    settings = read_settings(request.raw)
-    positions = _positions(request)
+    known: dict[str, Any] = {}  # read at the first card: most calls have none
 
     def reserve(decision: Decision, coverages: Sequence[CoverageMatch]) -> int:
+        if not known:
+            known.update(settings=read_settings(request.raw), positions=_positions(request))
+        positions = known["positions"]
         position = positions.get(decision.order.order_ref, "Order" if positions else None)
-        asserted = settings.coverage_info and bool(coverage_assertions([decision], coverages, "", str)[1])
+        asserted = known["settings"].coverage_info and bool(
+            coverage_assertions([decision], coverages, "", str)[1])
         return _reserve(_head_lines(decision, position) + _tail_lines(asserted))
 
     return reserve
