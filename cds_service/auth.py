@@ -3,6 +3,7 @@
 Every request under ``/cds-services`` (discovery, services, feedback) must carry
 ``Authorization: Bearer <jwt>`` signed by a trusted client. Failures answer 401 with a
 generic OperationOutcome; the reason is logged with ``iss`` and ``jti``, never the token.
+PyJWT, the trusted clients and the replay stores are imported only when authentication is on.
 """
 
 from __future__ import annotations
@@ -10,24 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jwt
 from flask import Flask, current_app, g, request
 
 from .config import ConfigError, as_bool, as_str_list
 from .errors import ApiError, Issue
-from .replay import (
-    Cooldown,
-    DatabaseReplayCache,
-    InMemoryReplayCache,
-    LocalCooldown,
-    ReplayCache,
-    ReplayStoreUnavailable,
-    SharedCooldown,
-)
-from .trust import KeyNotFound, TrustedClient, build_clients
+
+if TYPE_CHECKING:
+    from .replay import Cooldown, ReplayCache
+    from .trust import TrustedClient
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +55,10 @@ class Verifier:
 
     def verify(self, token: str, audience: str | Sequence[str]) -> dict[str, Any]:
         """Return the verified claims, or raise AuthFailure."""
+        import jwt
+
+        from .trust import KeyNotFound
+
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -158,6 +156,8 @@ def authenticate_request() -> None:
     """``before_request`` hook: verify the JWT on every /cds-services request."""
     if request.method == "OPTIONS" or not request.path.startswith(PROTECTED_PREFIX):
         return
+    from .replay import ReplayStoreUnavailable
+
     verifier: Verifier = current_app.extensions["cds_auth"]
     token = _bearer_token()
     if token is None:
@@ -192,6 +192,9 @@ def init_auth(app: Flask) -> None:
     bases = public_base_urls(cfg.get("PUBLIC_BASE_URL"))
     if not bases:
         raise ConfigError(MISSING_BASE_URL)
+    from .replay import LocalCooldown, SharedCooldown
+    from .trust import build_clients
+
     state = app.extensions.get("cds")
     database = getattr(state, "database", None)
     cooldown: Cooldown = SharedCooldown(database) if database is not None else LocalCooldown()
@@ -208,6 +211,8 @@ def init_auth(app: Flask) -> None:
 
 def _replay_cache(cfg: Mapping[str, Any], database: Any) -> ReplayCache:
     """The database when the service has one (shared by workers and instances), else memory."""
+    from .replay import DatabaseReplayCache, InMemoryReplayCache
+
     local = InMemoryReplayCache(int(cfg["JTI_CACHE_SIZE"]))
     if database is None:
         log.warning("no database (AUDIT_ENABLED=false): the jti replay cache is per process; a "
