@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
-from cds_service.cli import main
+from cds_service.cli import main, start_up_without_gc
 
 from .conftest import FIXTURES
 from .servers import free_port, running_server
@@ -28,6 +30,21 @@ def test_evaluate_reports_bad_input_with_nonzero_exit(capsys):
     bad = FIXTURES / "hook-requests" / "35-bad-not-json.txt"
     assert main(["evaluate", str(bad), "--hook", "order-sign"]) == 1
     assert json.loads(capsys.readouterr().out)["resourceType"] == "OperationOutcome"
+
+
+def test_start_up_runs_without_the_garbage_collector_and_freezes_what_it_made():
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with start_up_without_gc():
+            assert not gc.isenabled()
+            made = [[index] for index in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
+    finally:
+        gc.unfreeze()  # give this test process's objects back to the collector
+    with pytest.raises(RuntimeError), start_up_without_gc():
+        raise RuntimeError("bad configuration")
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # a failed start-up freezes nothing
 
 
 def test_serve_runs_on_loopback_and_answers_a_fixture(tmp_path):
