@@ -114,6 +114,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def close_connections(app: Flask) -> None:
+    """Close the database connections ``app`` holds in its pool (it reconnects when used again).
+
+    ``serve --workers N`` calls it in the master before forking, so that no connection crosses a
+    fork (a SQLite or PostgreSQL connection must not be used by two processes): the master has
+    one open from the start-up schema check, and each worker builds its own app, engine,
+    connections and threads after the fork.
+    """
+    state = app.extensions.get("cds")
+    if state is not None and state.database is not None:
+        state.database.engine.dispose()
+
+
 def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
     """The knowledge and card text, or one KnowledgeError that says what is wrong and where."""
     from .card_render import CardText

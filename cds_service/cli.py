@@ -139,6 +139,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # threads overlap well. Slow or idle connections cost no thread (cds_service/serving.py).
     options = ServeOptions.from_config(app.config, host=args.host, port=args.port,
                                        workers=args.workers, threads=args.threads)
+    if options.workers > 1:
+        from . import close_connections
+
+        close_connections(app)  # the workers fork from this process: no connection may go with them
     serve(create_app, options, app=app)
     return 0
 
