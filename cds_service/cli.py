@@ -101,8 +101,9 @@ def start_up_without_gc() -> Iterator[None]:
     """Start-up with the cyclic garbage collector paused, then everything it made frozen.
 
     Importing the app and building it allocates ~170,000 objects that live as long as the process
-    and almost no garbage (a collection afterwards finds ~700 objects and takes 0.1 s), yet the
-    collector would run some 200 times meanwhile (~10 % of a cold start; bench/coldstart.py).
+    and almost no garbage (a collection afterwards finds ~700 objects, ~3,300 after a schema
+    upgrade, and takes 0.1 s), yet the collector would run some 200 times meanwhile (~7-10 % of a
+    cold start; bench/coldstart.py). That little garbage is frozen with the rest, not freed.
     :func:`gc.freeze` then moves them out of the collector's sight for good: later collections are
     cheaper, and forked workers do not dirty the pages they share with the master by scanning them
     (the pattern the :mod:`gc` documentation gives for processes that fork). A failed start-up
