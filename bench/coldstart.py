@@ -1,16 +1,21 @@
 """Cold start and memory of ``cds-service serve``.
 
 * cold start: wall time from starting ``cds-service serve`` to the first in-scope card
-  (IV ketamine for depression), polling every 10 ms; also ``import cds_service`` alone.
+  (IV ketamine for depression), polling every 10 ms; also ``import cds_service`` alone (the wall
+  time of ``python -c``, interpreter start and exit included, and in process) and
+  ``create_app()`` after it, in process, on a database at head.
 * memory: RSS of every process of the server (master and workers) after 200 in-scope calls.
 
-Auth off, audit on (default SQLite engine in a temporary directory); loopback only.
+Auth off, audit on (default SQLite engine in a temporary directory); loopback only. The load
+average is printed before and after: on a shared machine it moves the figures more than most changes.
 Usage: ``python bench/coldstart.py [--runs 3] [--workers 2] [--calls 200]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,6 +64,28 @@ def import_time(env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+IN_PROCESS = """
+import json, time
+started = time.perf_counter()
+import cds_service
+imported = time.perf_counter()
+cds_service.create_app()
+print(json.dumps([imported - started, time.perf_counter() - imported]))
+"""
+
+
+def in_process_times(env: dict[str, str]) -> tuple[float, float]:
+    """``import cds_service`` and then ``create_app()``, timed inside one fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    imported, built = json.loads(out.strip().splitlines()[-1])
+    return imported, built
+
+
+def _times(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} s ({', '.join(f'{t:.2f}' for t in values)})"
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -102,14 +129,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cds-coldstart-") as tmp:
         env = server_env(Path(tmp))
         imports = [import_time(env) for _ in range(args.runs)]
         starts = [time_to_first_card(env, Path(tmp) / "serve.log") for _ in range(args.runs)]
+        in_process = [in_process_times(env) for _ in range(args.runs)]  # the database is at head by now
         memory = memory_after_calls(env, Path(tmp) / "memory.log", args.workers, args.calls)
-    print(f"import cds_service: median {statistics.median(imports):.2f} s ({', '.join(f'{t:.2f}' for t in imports)})")
-    print(f"serve -> first in-scope card: median {statistics.median(starts):.2f} s "
-          f"({', '.join(f'{t:.2f}' for t in starts)})")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min); "
+          f"{os.cpu_count()} CPUs")
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: every start compiles the service's own modules (no .pyc)")
+    print(f"import cds_service (python -c, wall): {_times(imports)}")
+    print(f"import cds_service (in process): {_times([i for i, _ in in_process])}")
+    print(f"create_app() after it (in process, database at head): {_times([b for _, b in in_process])}")
+    print(f"serve -> first in-scope card: {_times(starts)}")
     print(f"RSS after {args.calls} in-scope calls, serve --workers {args.workers} (pid: MiB; the lowest pid "
           "is the master):")
     for pid, mib in memory.items():

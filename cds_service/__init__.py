@@ -1,4 +1,9 @@
-"""CDS Hooks 2.0 service: IV ketamine and IV lidocaine orders against payer medical policy."""
+"""CDS Hooks 2.0 service: IV ketamine and IV lidocaine orders against payer medical policy.
+
+Importing the package is cheap: :func:`create_app` imports what it builds (Flask, SQLAlchemy, the
+pipeline and its FHIR models), so ``cds-service serve`` can pause the garbage collector for all of
+its start-up (cli.py) and other tools can read ``cds_service.config`` without loading the app.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from .auth import init_auth
-from .card_render import CardText
-from .config import DEFAULTS, as_bool, as_str_list
-from .db import Database, database_url
-from .errors import register_error_handlers
-from .fhir_client import FhirSettings
-from .fhir_source import FhirDataSource
-from .gather import DataSource
-from .http_policy import init_http
-from .knowledge import Knowledge, load_knowledge
-from .policy_choice import PolicySettings
-from .proxy import init_proxy
-from .recording import NullRecorder, Recorder
+    from .card_render import CardText
+    from .db import Database
+    from .knowledge import Knowledge
+    from .policy_choice import PolicySettings
+    from .recording import Recorder
 
 __all__ = ["KnowledgeError", "create_app"]
 
@@ -35,20 +32,43 @@ class KnowledgeError(ValueError):
     """The knowledge directory (CARDS_DIR) is missing, incomplete or invalid."""
 
 
+def _prefetch_only() -> Any:
+    from .gather import DataSource
+
+    return DataSource
+
+
+def _null_recorder() -> Recorder:
+    from .recording import NullRecorder
+
+    return NullRecorder()
+
+
 @dataclass
 class ServiceState:
     """Per-app objects built once at start-up."""
 
     knowledge: Knowledge
     card_text: CardText
-    data_source_factory: Any = field(default=DataSource)
-    recorder: Recorder = field(default_factory=NullRecorder)
+    data_source_factory: Any = field(default_factory=_prefetch_only)  # create_app: FhirDataSource
+    recorder: Recorder = field(default_factory=_null_recorder)
     database: Database | None = None
     replayer: Any = None  # spool.SpoolReplayer when storage is on
     policy_settings: PolicySettings | None = None  # DEFAULT_POLICY_ID / _WHEN, UNMATCHED_PAYER_CARD
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    from flask import Flask
+
+    from .auth import init_auth
+    from .config import DEFAULTS
+    from .errors import register_error_handlers
+    from .fhir_client import FhirSettings
+    from .fhir_source import FhirDataSource
+    from .http_policy import init_http
+    from .policy_choice import PolicySettings
+    from .proxy import init_proxy
+
     # The instance folder (default SQLite, spool, session secret) must be known before Flask is
     # built: from the mapping, else CDS_INSTANCE_PATH, else Flask's default (./instance).
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("CDS_INSTANCE_PATH") or None
@@ -97,8 +117,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def close_connections(app: Flask) -> None:
+    """Close the database connections ``app`` holds in its pool (it reconnects when used again).
+
+    ``serve --workers N`` calls it in the master before forking, so that no connection crosses a
+    fork (a SQLite or PostgreSQL connection must not be used by two processes): the master has
+    one open from the start-up schema check, and each worker builds its own app, engine,
+    connections and threads after the fork.
+    """
+    state = app.extensions.get("cds")
+    if state is not None and state.database is not None:
+        state.database.engine.dispose()
+
+
 def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
     """The knowledge and card text, or one KnowledgeError that says what is wrong and where."""
+    from .card_render import CardText
+    from .knowledge import load_knowledge
+
     if not cards_dir.is_dir():
         raise KnowledgeError(f"knowledge directory CARDS_DIR={str(cards_dir)!r} does not exist")
     try:
@@ -110,7 +146,7 @@ def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
     except json.JSONDecodeError as exc:
         raise KnowledgeError(f"knowledge directory {str(cards_dir)!r}: a file is not valid JSON "
                              f"(line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
-    except (OSError, ValueError, KeyError, TypeError, jsonschema.ValidationError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a schema failure is a ValueError naming the file
         detail = getattr(exc, "message", None) or str(exc)
         raise KnowledgeError(f"knowledge directory {str(cards_dir)!r} is invalid: "
                              f"{type(exc).__name__}: {detail}"[:500]) from exc
@@ -119,6 +155,7 @@ def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
 
 def _init_operations(app: Flask) -> None:
     """Logging and the /metrics settings, normalised and checked before anything else starts."""
+    from .config import as_bool, as_str_list
     from .logs import configure_logging
 
     cfg = app.config
@@ -135,6 +172,7 @@ def _init_operations(app: Flask) -> None:
 def _init_storage(app: Flask, state: ServiceState) -> None:
     """Database, durable recorder and session secret (see docs/review.md)."""
     from .audit import HOOK_CALL, DatabaseRecorder, replay_hook_call
+    from .db import Database, database_url
     from .feedback import FEEDBACK, replay_feedback
     from .secret import instance_secret
     from .spool import Spool, SpoolReplayer, spool_path

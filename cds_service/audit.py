@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .db import Database
 from .decision import Decision
@@ -104,7 +102,10 @@ def _insert_statements(dialect: str) -> tuple[Any, Any]:
     cached by SQLAlchemy; the ORM's per-call ``.values(**row)`` path cost ~0.5 ms a statement)."""
     statements = _STATEMENTS.get(dialect)
     if statements is None:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        if dialect == "postgresql":  # only the dialect in use is imported (PostgreSQL's: ~35 ms)
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         calls, alerts = HookCallRecord.__table__, Alert.__table__
         statements = _STATEMENTS.setdefault(dialect, (
             insert(calls).on_conflict_do_nothing(index_elements=["record_key"]).returning(calls.c.id),

@@ -3,6 +3,7 @@
 Every request under ``/cds-services`` (discovery, services, feedback) must carry
 ``Authorization: Bearer <jwt>`` signed by a trusted client. Failures answer 401 with a
 generic OperationOutcome; the reason is logged with ``iss`` and ``jti``, never the token.
+PyJWT, the trusted clients and the replay stores are imported only when authentication is on.
 """
 
 from __future__ import annotations
@@ -10,24 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jwt
 from flask import Flask, current_app, g, request
 
 from .config import ConfigError, as_bool, as_str_list
 from .errors import ApiError, Issue
-from .replay import (
-    Cooldown,
-    DatabaseReplayCache,
-    InMemoryReplayCache,
-    LocalCooldown,
-    ReplayCache,
-    ReplayStoreUnavailable,
-    SharedCooldown,
-)
-from .trust import KeyNotFound, TrustedClient, build_clients
+
+if TYPE_CHECKING:
+    from .replay import Cooldown, ReplayCache
+    from .trust import TrustedClient
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +55,10 @@ class Verifier:
 
     def verify(self, token: str, audience: str | Sequence[str]) -> dict[str, Any]:
         """Return the verified claims, or raise AuthFailure."""
+        import jwt
+
+        from .trust import KeyNotFound
+
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -177,6 +175,8 @@ def authenticate_request() -> None:
 def verified_client(authorization: str, path: str, verifier: Verifier) -> dict[str, Any]:
     """The client of a verified bearer token (``iss``, ``tenant``, ``jti``), or the ApiError to
     answer with (401; 503 when the replay store is down), logged and counted."""
+    from .replay import ReplayStoreUnavailable
+
     token = _bearer_token(authorization)
     if token is None:
         log.warning("auth rejected: reason=missing bearer token path=%s", path)
@@ -210,6 +210,9 @@ def init_auth(app: Flask) -> None:
     bases = public_base_urls(cfg.get("PUBLIC_BASE_URL"))
     if not bases:
         raise ConfigError(MISSING_BASE_URL)
+    from .replay import LocalCooldown, SharedCooldown
+    from .trust import build_clients
+
     state = app.extensions.get("cds")
     database = getattr(state, "database", None)
     cooldown: Cooldown = SharedCooldown(database) if database is not None else LocalCooldown()
@@ -226,6 +229,8 @@ def init_auth(app: Flask) -> None:
 
 def _replay_cache(cfg: Mapping[str, Any], database: Any) -> ReplayCache:
     """The database when the service has one (shared by workers and instances), else memory."""
+    from .replay import DatabaseReplayCache, InMemoryReplayCache
+
     local = InMemoryReplayCache(int(cfg["JTI_CACHE_SIZE"]))
     if database is None:
         log.warning("no database (AUDIT_ENABLED=false): the jti replay cache is per process; a "

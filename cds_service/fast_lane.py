@@ -35,8 +35,11 @@ WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 class HookFastLane:
     def __init__(self, flask_app: Any, flask_wsgi: WsgiApp) -> None:
+        from .auth import verified_client
+        from .hook_call import answer_hook_call
         from .http_policy import JSON_CSP
 
+        self._verified_client, self._answer_hook_call = verified_client, answer_hook_call
         self.flask_wsgi = flask_wsgi  # the app behind the lane (Flask's own wsgi_app)
         self._app = flask_app
         self._config = flask_app.config
@@ -61,13 +64,9 @@ class HookFastLane:
         client = None
         try:
             if self._verifier is not None:
-                from .auth import verified_client
-
-                client = verified_client(environ.get("HTTP_AUTHORIZATION", ""), environ["PATH_INFO"],
-                                         self._verifier)
-            from .hook_call import answer_hook_call
-
-            answer = answer_hook_call(service, body, self._app.extensions["cds"], self._config, client)
+                client = self._verified_client(environ.get("HTTP_AUTHORIZATION", ""), environ["PATH_INFO"],
+                                               self._verifier)
+            answer = self._answer_hook_call(service, body, self._app.extensions["cds"], self._config, client)
             payload = (self._app.json.dumps(answer, separators=(",", ":")) + "\n").encode()
         except Exception as exc:  # Flask words it (errors.py), from the outcome reached here
             return self._to_flask(environ, start_response, body, client, exc)

@@ -2,7 +2,8 @@
 
 All network I/O of the service lives here. One pooled :class:`requests.Session` and one small
 thread pool are shared by the whole process; each hook call gets its own :class:`FhirClient`
-carrying the base URL, the (never logged) access token and the call's deadline.
+carrying the base URL, the (never logged) access token and the call's deadline. ``requests`` is
+imported at the first fetch, not at start-up (~0.1 s; most hook calls fetch nothing).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from .resource_index import Resource, bundle_resources, next_link
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ _shared = _Shared()
 
 def shared_session() -> requests.Session:
     """The process-wide pooled session. Per-call data (token) goes in per-request headers only."""
+    from http.cookiejar import DefaultCookiePolicy
+
+    import requests
+    from requests.adapters import HTTPAdapter
+
     with _shared.lock:
         if _shared.session is None:
             session = requests.Session()
@@ -143,7 +148,13 @@ class FhirClient:
         self._token = access_token
         self.settings = settings
         self.deadline = deadline
-        self._session = session or shared_session()
+        self._session = session  # the shared session, taken at the first fetch
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            self._session = shared_session()
+        return self._session
 
     def __repr__(self) -> str:  # never show the token
         return f"FhirClient(base={self.base!r})"
@@ -199,6 +210,8 @@ class FhirClient:
         return SearchResult(found, True, "", pages)
 
     def _get(self, url: str, params: dict[str, str] | None, what: str) -> Resource:
+        import requests
+
         from .metrics import count_fhir_fetch  # not at import time: see cds_service.metrics
 
         remaining = self.remaining()
@@ -211,8 +224,8 @@ class FhirClient:
             headers["Authorization"] = f"Bearer {self._token}"
         started = time.monotonic()
         try:
-            with self._session.get(url, params=params, headers=headers, timeout=timeout,
-                                   stream=True, allow_redirects=False) as response:
+            with self.session.get(url, params=params, headers=headers, timeout=timeout,
+                                  stream=True, allow_redirects=False) as response:
                 status = response.status_code
                 if status != 200:
                     count_fhir_fetch("http_error")

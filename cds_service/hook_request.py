@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from .errors import ApiError, Issue
 from .knowledge import SCHEMA_DIR
+
+if TYPE_CHECKING:  # jsonschema is imported only when an envelope fails the compiled check
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 MAX_REPORTED_ISSUES = 10
 
@@ -43,6 +45,8 @@ def _schema() -> dict[str, Any]:
 @cache
 def _validator() -> Draft202012Validator:
     """The reference validator: it words the 400 for an envelope that fails the schema."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(_schema())
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
-from flask_cors import CORS
 
 from .config import as_str_list
 from .knowledge import SCHEMA_DIR
@@ -90,7 +89,9 @@ def init_http(app: Flask) -> None:
     app.session_interface = NoSessionForHooks()
     origins = as_str_list(app.config["CORS_ORIGINS"], "CORS_ORIGINS")
     app.config["CORS_ORIGINS"] = origins
-    if origins:  # no origins configured: no CORS headers at all
+    if origins:  # no origins configured: no CORS headers at all (and flask-cors is not imported)
+        from flask_cors import CORS
+
         CORS(app, resources={path: {} for path in CORS_RESOURCES}, origins=origins,
              allow_headers=CORS_ALLOW_HEADERS, methods=CORS_METHODS,
              supports_credentials=False, max_age=600, vary_header=True)

@@ -16,9 +16,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from fhir.resources.R4B.valueset import ValueSet
-
 from .terminology import ValueSetMatcher, read_system_aliases, use_system_aliases
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -128,23 +125,59 @@ def _compiled(name: str) -> Any:
     return jsonschema_rs.validator_for(_schema(name), validate_formats=False)
 
 
+@cache
+def _reference(name: str) -> Any:
+    """The jsonschema validator of a schema, the schema itself checked once (as jsonschema.validate
+    does on every call)."""
+    from jsonschema.validators import validator_for
+
+    schema = _schema(name)
+    cls = validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def _validate(data: Any, schema_name: str) -> None:
     """Raise jsonschema's ValidationError when ``data`` fails the schema. The compiled check
-    answers the usual case (valid) in microseconds; ``jsonschema.validate`` (which also checks
-    the schema itself, ~0.1 s a file) runs only to word what is wrong."""
+    answers the usual case (valid) in microseconds; ``jsonschema`` is imported, and its
+    validator runs, only to word what is wrong (the error ``jsonschema.validate`` would raise)."""
     try:
         if _compiled(schema_name).is_valid(data):
             return
     except Exception:  # the compiled check cannot tell: the reference decides
         pass
-    jsonschema.validate(data, _schema(schema_name))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_reference(schema_name).iter_errors(data))
+    if error is not None:
+        raise error
+
+
+def _schema_error() -> type[Exception]:
+    # Used as an ``except`` expression, which Python evaluates only once an exception is
+    # raised: jsonschema is not imported while every file passes.
+    from jsonschema import ValidationError
+
+    return ValidationError
+
+
+def _check_file(data: Any, schema_name: str, path: Path) -> None:
+    """:func:`_validate`, with a failure raised as a ValueError naming the file and the element."""
+    try:
+        _validate(data, schema_name)
+    except _schema_error() as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path).lstrip(".")
+        raise ValueError(f"{path.parent.name}/{path.name}: {where or '(root)'}: {exc.message}") from exc
 
 
 def _load_valuesets(directory: Path) -> dict[str, ValueSetMatcher]:
+    """Each file must be a FHIR R4 ValueSet the service can read: schemas/valueset.schema.json,
+    which refuses everything the fhir.resources R4B ValueSet model refuses (tests/test_knowledge.py)
+    without its ~0.1 s of imports and validation at every start."""
     matchers: dict[str, ValueSetMatcher] = {}
     for path in sorted(directory.glob("*.json")):
         data = _read_json(path)
-        ValueSet.model_validate(data)  # raises on anything that is not a FHIR ValueSet
+        _check_file(data, "valueset.schema.json", path)
         matcher = ValueSetMatcher.from_fhir(data)
         matchers[path.stem] = matcher
     return matchers
@@ -152,7 +185,7 @@ def _load_valuesets(directory: Path) -> dict[str, ValueSetMatcher]:
 
 def _load_policy(path: Path) -> Policy:
     data = _read_json(path)
-    _validate(data, "policy.schema.json")
+    _check_file(data, "policy.schema.json", path)
     payer, policy = data["payer"], data["policy"]
     return Policy(
         id=data["id"],
@@ -288,7 +321,7 @@ def load_knowledge(cards_dir: str | Path) -> Knowledge:
     valuesets = _load_valuesets(cards / "valuesets")
 
     index = _read_json(cards / "indications.json")
-    _validate(index, "indications.schema.json")
+    _check_file(index, "indications.schema.json", cards / "indications.json")
     families = tuple(
         Family(
             id=f["id"],

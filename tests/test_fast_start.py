@@ -60,3 +60,63 @@ def test_knowledge_files_failing_their_schema_still_raise_jsonschemas_error():
     assert caught.value.message  # worded by jsonschema, as before
     bundled = json.loads((ROOT / "cards" / "indications.json").read_text(encoding="utf-8"))
     _validate(bundled, "indications.schema.json")  # the bundled file passes
+
+
+# Imported on first use, not by start-up or the first in-scope card (each costs 30-100 ms of a cold
+# start; bench/coldstart.py): the FHIR client's HTTP stack, the jsonschema validators that only word
+# a failure, PyJWT with authentication off, the review page's Markdown renderer, the R4B ValueSet
+# model (value sets are checked with schemas/valueset.schema.json).
+DEFERRED = ("requests", "urllib3", "jsonschema", "jwt", "cds_service.trust", "cds_service.replay",
+            "markdown_it", "alembic", "fhir.resources.R4B.valueset")
+
+
+_FIRST_CARD_PROBE = """
+import json, sys
+from cds_service import create_app
+from cds_service.review.auth import _dummy_hash
+
+deferred, url, body = json.loads(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+app = create_app({"AUTH_ENABLED": False, "DATABASE_URL": url, "SECRET_KEY": "x", "LOG_LEVEL": "WARNING"})
+at_start = [m for m in deferred if m in sys.modules]
+response = app.test_client().post("/cds-services/iv-anesthetics-order-sign", data=body,
+                                  content_type="application/json")
+print(json.dumps({"start": at_start, "card": [m for m in deferred if m in sys.modules],
+                  "cards": len(response.get_json()["cards"]), "hashed": _dummy_hash.cache_info().currsize}))
+"""
+
+
+def test_start_up_and_the_first_card_import_none_of_the_deferred_modules(tmp_path):
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    body = ROOT / "fhir_fixtures" / "hook-requests" / "13-depression-ketamine-f33.json"
+    assert _start_imports_alembic(url)  # creates the schema; the start probed below finds it at head
+    out = subprocess.run([sys.executable, "-c", _FIRST_CARD_PROBE, json.dumps(DEFERRED), url, str(body)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"start": [], "card": [], "cards": 1, "hashed": 0}
+
+
+_NEEDED_PROBE = """
+import json, sys
+from cds_service import create_app
+
+app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False, "LOG_LEVEL": "WARNING"})
+invalid = app.test_client().post("/cds-services/iv-anesthetics-order-sign", json={"hook": "order-sign"})
+jwt_with_auth_off = "jwt" in sys.modules
+secured = create_app({"AUTH_ENABLED": True, "PUBLIC_BASE_URL": "https://cds.example.org", "AUDIT_ENABLED": False,
+                      "LOG_LEVEL": "WARNING"})
+refused = secured.test_client().get("/cds-services", headers={"Authorization": "Bearer x.y.z"})
+print(json.dumps({"invalid": invalid.status_code, "issues": len(invalid.get_json()["issue"]),
+                  "jsonschema": "jsonschema" in sys.modules, "jwt_with_auth_off": jwt_with_auth_off,
+                  "refused": refused.status_code, "jwt": "jwt" in sys.modules}))
+"""
+
+
+def test_the_deferred_modules_still_load_when_they_are_needed():
+    """An invalid envelope is still worded by jsonschema; with auth on, a token is checked with PyJWT."""
+    out = subprocess.run([sys.executable, "-c", _NEEDED_PROBE], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"invalid": 400, "issues": result["issues"], "jsonschema": True, "jwt_with_auth_off": False,
+                      "refused": 401, "jwt": True}
+    assert result["issues"] >= 1

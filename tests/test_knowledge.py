@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import simple_icd_10_cm as icd
 from fhir.resources.R4B.valueset import ValueSet
 
+from cds_service.knowledge import _check_file
 from cds_service.terminology import ICD10CM, RXNORM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +78,95 @@ def _squash(text: str) -> str:
 @pytest.mark.parametrize("name", sorted(VALUESETS))
 def test_valueset_is_a_fhir_valueset(name):
     ValueSet.model_validate(VALUESETS[name])
+    _check_file(VALUESETS[name], "valueset.schema.json", CARDS / "valuesets" / name)  # the start-up check
+
+
+def _r4b_refuses(data) -> bool:
+    try:
+        ValueSet.model_validate(data)
+    except Exception:
+        return True
+    return False
+
+
+def _start_up_check_refuses(data) -> bool:
+    try:
+        _check_file(data, "valueset.schema.json", Path("valuesets/x.json"))
+    except ValueError:
+        return True
+    return False
+
+
+ODD_VALUES = [None, True, 0, 1.5, "", " ", "a b", " lead", "trail ", "tab\tin", "x" * 65, "2024-13-01",
+              "bad id!", [], {}, ["x"], {"x": 1}]
+
+
+def _mutations(node, path=()):
+    """Every value replaced by odd values, every key deleted, an unknown key in every object."""
+    if isinstance(node, dict):
+        yield (*path, "unknown-element"), "x"
+        for key, value in node.items():
+            yield (*path, key), ...  # deleted
+            for odd in ODD_VALUES:
+                yield (*path, key), odd
+            if isinstance(value, str):
+                yield (*path, key), value + "\n" + value
+            yield from _mutations(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            for odd in ODD_VALUES:
+                yield (*path, index), odd
+            yield from _mutations(value, (*path, index))
+
+
+def _mutated(base, path, value):
+    data = copy.deepcopy(base)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if value is ...:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return data
+
+
+def _small(name: str) -> dict:
+    """A bundled value set cut to two concepts or filters per include (same element shapes)."""
+    data = copy.deepcopy(VALUESETS[name])
+    data["compose"]["include"] = data["compose"]["include"][:2]
+    for include in data["compose"]["include"]:
+        for key in ("concept", "filter"):
+            if key in include:
+                include[key] = include[key][:2]
+    return data
+
+
+@pytest.mark.parametrize("name", ["medication-ketamine-iv.json", "indication-crps.json", "route-iv.json"])
+def test_the_start_up_check_refuses_every_value_set_the_r4b_model_refuses(name):
+    base = _small(name)
+    assert not _r4b_refuses(base) and not _start_up_check_refuses(base)
+    refused = 0
+    for path, value in _mutations(base):
+        data = _mutated(base, path, value)
+        if _r4b_refuses(data):
+            refused += 1
+            assert _start_up_check_refuses(data), (path, value)
+    assert refused > 100  # the mutations do reach the model's checks
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("compose", "exclude"), [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "concept": [{"code": "1"}]}]),
+    (("compose", "include", 0, "valueSet"), ["urn:x"]),
+    (("status",), "bogus"),
+    (("experimental",), "false"),
+    (("compose",), None),
+    (("compose", "include"), []),
+])
+def test_the_start_up_check_also_refuses_what_the_service_would_misread(path, value):
+    """Accepted by the R4B model, but the matcher would ignore it (exclude, valueSet) or misread it."""
+    data = _mutated(_small("medication-ketamine-iv.json"), path, value)
+    assert not _r4b_refuses(data) and _start_up_check_refuses(data)
 
 
 def test_every_icd10cm_code_in_the_valuesets_is_a_real_code():

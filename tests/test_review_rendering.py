@@ -5,7 +5,7 @@ from cds_service.review.views import _cell, _markdown
 
 
 def test_card_markdown_escapes_raw_html_and_refuses_script_links():
-    html = _markdown.render("**bold** <script>alert(1)</script> [x](javascript:alert(1))")
+    html = _markdown().render("**bold** <script>alert(1)</script> [x](javascript:alert(1))")
     assert "<strong>bold</strong>" in html
     assert "<script>" not in html and 'href="javascript:' not in html
 

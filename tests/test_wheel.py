@@ -94,6 +94,25 @@ def test_knowledge_failing_its_schema_is_a_knowledge_error(tmp_path):
         create_app({"CARDS_DIR": str(cards), "AUDIT_ENABLED": False})
 
 
+@pytest.mark.parametrize("breakage", ["no status", "not a ValueSet", "a filter without its value"])
+def test_a_broken_value_set_is_a_knowledge_error_naming_the_file_and_element(tmp_path, breakage):
+    cards = shutil.copytree(ROOT / "cards", tmp_path / "cards")
+    path = cards / "valuesets" / "indication-crps.json"
+    valueset = json.loads(path.read_text(encoding="utf-8"))
+    if breakage == "no status":
+        del valueset["status"]
+        where = r"\(root\): 'status' is a required property"
+    elif breakage == "not a ValueSet":
+        valueset["resourceType"] = "CodeSystem"
+        where = r"resourceType: 'ValueSet' was expected"
+    else:
+        del valueset["compose"]["include"][0]["filter"][0]["value"]
+        where = r"compose\.include\[0\]\.filter\[0\]: 'value' is a required property"
+    path.write_text(json.dumps(valueset), encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"invalid: ValueError: valuesets/indication-crps\.json: " + where):
+        create_app({"CARDS_DIR": str(cards), "AUDIT_ENABLED": False})
+
+
 def test_cli_reports_a_broken_knowledge_directory_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CDS_CARDS_DIR", str(tmp_path / "nowhere"))
     assert main(["evaluate", str(FIXTURE)]) == 2

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database
 from ..models import LoginThrottle
@@ -64,12 +63,15 @@ def record_failure(database: Database, limits: Mapping[str, int], settings: Thro
     """Count one failure for each key (key -> its limit); returns the keys this failure locked."""
     now = time.time() if now is None else now
     locked = []
-    dialect = postgresql if database.engine.dialect.name == "postgresql" else sqlite
+    if database.engine.dialect.name == "postgresql":  # only the dialect in use is imported
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
     table = LoginThrottle.__table__
     expired = table.c.window_start < now - settings.window_seconds
     with database.session() as session:
         for key, limit in limits.items():
-            stmt = dialect.insert(table).values(key=key, failures=1, window_start=now, locked_until=None)
+            stmt = insert(table).values(key=key, failures=1, window_start=now, locked_until=None)
             stmt = stmt.on_conflict_do_update(index_elements=[table.c.key], set_={
                 "failures": case((expired, 1), else_=table.c.failures + 1),
                 "window_start": case((expired, now), else_=table.c.window_start),

@@ -6,12 +6,12 @@ import csv
 import io
 import logging
 from datetime import UTC, datetime
+from functools import cache
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -27,8 +27,15 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE = 100_000  # deeper pages are clamped (an offset past 64-bit range would crash the database)
 bp = Blueprint("review", __name__, url_prefix="/review")
-# Card detail is service-made GFM; raw HTML is escaped, unsafe link schemes are refused.
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+@cache
+def _markdown():
+    """Card detail is service-made GFM; raw HTML is escaped, unsafe link schemes are refused.
+    Built on the first alert detail page: markdown-it is not imported at start-up."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
 def _db() -> Database:
@@ -200,7 +207,7 @@ def alert_detail(alert_id: int):
         cards = [m.card_uuid for m in members]
         feedback = list(session.scalars(select(Feedback).where(Feedback.card_uuid.in_(cards))
                                         .order_by(Feedback.outcome_timestamp, Feedback.id)))
-        detail_html = Markup(_markdown.render(str(latest.card.get("detail", ""))))
+        detail_html = Markup(_markdown().render(str(latest.card.get("detail", ""))))
         return render_template("review/detail.html", alert=latest, call=latest.hook_call,
                                members=members, held=held, feedback=feedback, form=form,
                                detail_html=detail_html, dispositions=dict(DISPOSITIONS))
