@@ -11,7 +11,8 @@ on every request fixture).
 
 Anything else goes to Flask untouched: other paths and methods, browser calls (an ``Origin``
 header, or any call when ``CORS_ORIGINS`` is configured: CORS is flask-cors's), a body
-without a valid ``Content-Length`` or over ``MAX_CONTENT_LENGTH``, debug mode. A call the
+without a valid ``Content-Length`` or over ``MAX_CONTENT_LENGTH``, a scheme other than http(s),
+debug mode. A call the
 lane has started but cannot answer with a 200 (bad input, a refused token, an unexpected
 error) also goes to Flask, with the body it read and the outcome it reached in the WSGI
 environ (``FAST_LANE_CLIENT`` / ``FAST_LANE_FAILURE``), so Flask's error handlers word the
@@ -44,7 +45,6 @@ class HookFastLane:
         self._app = flask_app
         self._config = flask_app.config
         self._paths = {f"/cds-services/{service_id}": s for service_id, s in SERVICES.items()}
-        self._max_length = self._config.get("MAX_CONTENT_LENGTH")
         self._verifier = flask_app.extensions.get("cds_auth") if self._config["AUTH_ENABLED"] else None
         # With CORS origins configured (a browser client such as the sandbox), flask-cors decides
         # the CORS headers of every answer, with or without an Origin header: all go to Flask.
@@ -57,11 +57,20 @@ class HookFastLane:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         service = self._paths.get(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") == "POST" else None
         length = _content_length(environ) if service is not None else None
+        max_length = self._config["MAX_CONTENT_LENGTH"]
+        secure = environ.get("wsgi.url_scheme") == "https"
         if (service is None or length is None or not self._enabled or "HTTP_ORIGIN" in environ
-                or self._app.debug or (self._max_length is not None and length > self._max_length)):
+                or self._app.debug or (max_length is not None and length > max_length)
+                or not (secure or environ.get("wsgi.url_scheme") == "http")):
             return self.flask_wsgi(environ, start_response)
-        body = environ["wsgi.input"].read(length) if length else b""
         client = None
+        try:
+            body = environ["wsgi.input"].read(length) if length else b""
+        except Exception as exc:
+            return self._to_flask(environ, start_response, b"", None, exc)
+        if len(body) != length:  # the client went away mid-body: Flask reads the same bytes
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.flask_wsgi(environ, start_response)
         try:
             if self._verifier is not None:
                 client = self._verified_client(environ.get("HTTP_AUTHORIZATION", ""), environ["PATH_INFO"],
@@ -71,7 +80,7 @@ class HookFastLane:
         except Exception as exc:  # Flask words it (errors.py), from the outcome reached here
             return self._to_flask(environ, start_response, body, client, exc)
         headers = [*self._headers, ("Content-Length", str(len(payload)))]
-        if environ.get("wsgi.url_scheme") == "https":
+        if secure:
             headers.append(("Strict-Transport-Security", "max-age=31536000"))
         start_response("200 OK", headers)
         return [payload]
@@ -86,7 +95,9 @@ class HookFastLane:
 
 
 def _content_length(environ: dict) -> int | None:
+    """The body's length when the request states it plainly, else None (Flask's rules apply:
+    no length, a malformed one, or any Transfer-Encoding)."""
     value = environ.get("CONTENT_LENGTH")
-    if not value or not value.isdigit():  # none (chunked) or malformed: Flask's rules apply
+    if not value or not (value.isascii() and value.isdigit()) or environ.get("HTTP_TRANSFER_ENCODING"):
         return None
     return int(value)

@@ -53,14 +53,25 @@ class GroupCommitWriter:
 
     def run(self, work: Work, timeout: float = WRITE_WAIT_S) -> None:
         """Return once ``work(connection)`` is committed; raise what the database raised, or
-        TimeoutError."""
+        TimeoutError.
+
+        A TimeoutError means the write did not happen and never will: a write still queued after
+        ``timeout`` is taken off the queue; one already in a transaction is waited for (the
+        database's own time-outs bound it) up to ``timeout`` more, so a caller that answers
+        differently after a failure never has its first answer committed behind its back.
+        """
         item = _Pending(work)
         with self._cond:
             self._ensure_thread()
             self._queue.append(item)
             self._cond.notify()
         if not item.done.wait(timeout):
-            raise TimeoutError(f"the database write did not complete within {timeout:.0f} s")
+            with self._cond:
+                queued = item in self._queue
+                if queued:
+                    self._queue.remove(item)
+            if queued or not item.done.wait(timeout):
+                raise TimeoutError(f"the database write did not complete within {timeout:.0f} s")
         if item.error is not None:
             raise item.error
 

@@ -279,11 +279,15 @@ class DrugScanner:
         codes = self.codes
         if not codes.isdisjoint(map(bytes.strip, lowered.split(b'"'))):
             return True
+        # An NDC hyphenated some other way ("2502106822-0") reads as its 11 digits once parsed.
+        if b"-" in lowered and not codes.isdisjoint(map(bytes.strip, lowered.replace(b"-", b"").split(b'"'))):
+            return True
         if raw.isascii():
             return False
         text = raw.decode("utf-8", "replace").lower()
         return any(word.decode() in text for word in self.words) or any(
-            token.encode("utf-8", "replace") in codes for token in self._TEXT_CODE_TOKEN.findall(text)
+            token.encode("utf-8", "replace") in codes or token.replace("-", "").encode("utf-8", "replace") in codes
+            for token in self._TEXT_CODE_TOKEN.findall(text)
         )
 
 

@@ -77,7 +77,10 @@ def test_the_lane_answers_every_fixture_as_flask_does(audited_app, request_file:
     {"method": "PUT"},
     {"CONTENT_LENGTH": ""},  # no length (chunked): Flask's rules for streamed bodies
     {"CONTENT_LENGTH": "12x"},
-], ids=["https", "origin", "put", "no-length", "bad-length"])
+    {"CONTENT_LENGTH": "\u00b2"},  # a digit to str.isdigit, not to int()
+    {"HTTP_TRANSFER_ENCODING": "chunked"},
+    {"wsgi.url_scheme": "wss"},
+], ids=["https", "origin", "put", "no-length", "bad-length", "superscript-length", "chunked", "wss"])
 def test_the_lane_matches_flask_on_schemes_methods_origins_and_lengths(variant):
     app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False})
     lane = _lane(app)
@@ -100,6 +103,23 @@ def test_with_cors_origins_configured_every_call_goes_to_flask_cors():
     status, headers, _body = _call(_lane(app), SIGN, raw)
     assert status == "200 OK" and calls == [1]
     assert ("Vary", "Origin") in headers
+
+
+def test_a_body_shorter_than_its_content_length_gets_flasks_answer():
+    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False})
+    lane = _lane(app)
+    raw = (FIXTURES / "hook-requests" / "26-etodolac-oral-sandbox-shape.json").read_bytes()
+    stated = {"CONTENT_LENGTH": str(len(raw) + 10)}
+    through_lane = _call(lane, SIGN, raw, **stated)
+    assert through_lane == _call(lane.flask_wsgi, SIGN, raw, **stated)
+    assert through_lane[0].startswith("400")
+
+
+def test_a_body_limit_changed_after_start_up_applies_to_the_lane():
+    app = create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False})
+    app.config["MAX_CONTENT_LENGTH"] = 100
+    raw = (FIXTURES / "hook-requests" / "26-etodolac-oral-sandbox-shape.json").read_bytes()
+    assert _call(_lane(app), SIGN, raw)[0].startswith("413")
 
 
 def test_bodies_over_the_limit_are_refused_the_same_way():

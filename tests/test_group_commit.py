@@ -106,3 +106,43 @@ def test_a_write_that_does_not_complete_in_time_raises(storage_app):
     writer._write_batch = lambda batch: None  # never completes
     with pytest.raises(TimeoutError):
         writer.run(partial(write_hook_call, row=_row("slow-1")), timeout=0.05)
+
+
+def test_a_write_still_queued_when_it_times_out_is_never_committed(storage_app):
+    """After a TimeoutError the caller answers differently; its first write must not land later."""
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    gate = threading.Event()
+    original_batch = writer._write_batch
+
+    def held_batch(batch):
+        gate.wait(10)
+        original_batch(batch)
+
+    writer._write_batch = held_batch
+    first = threading.Thread(target=writer.run, args=(partial(write_hook_call, row=_row("held-1")),))
+    first.start()
+    while not writer._thread or writer._queue:  # the first write is in flight, behind the gate
+        threading.Event().wait(0.01)
+    with pytest.raises(TimeoutError):
+        writer.run(partial(write_hook_call, row=_row("queued-1")), timeout=0.05)
+    gate.set()
+    first.join(30)
+    threading.Event().wait(0.2)  # time for the writer to take anything still queued
+    with storage_app.extensions["cds"].database.session() as session:
+        keys = set(session.scalars(select(HookCallRecord.record_key)))
+    assert "held-1" in keys and "queued-1" not in keys
+
+
+def test_coverage_assertions_written_again_after_an_unknown_commit_are_stored_once(storage_app):
+    """A batch whose commit failed after reaching the database is retried item by item."""
+    from cds_service.crd.coverage_info import Assertion
+    from cds_service.crd.store import assertion_writer, find_assertion
+
+    database = storage_app.extensions["cds"].database
+    assertion = Assertion("retry-assertion-1", "MedicationRequest/m1", "Coverage/c1", "bcbsmn-ii-271", "v1",
+                          "warning", "not-covered", {"url": "x"})
+    write = assertion_writer([assertion], hook_instance="hi-retry", service_id="iv-anesthetics-order-sign",
+                             client_iss=None, patient_id="p", crd_version="2.0.1")
+    database.writer.run(write)
+    database.writer.run(write)  # the retry of the same write
+    assert len(find_assertion(database, "retry-assertion-1")) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -31,3 +33,12 @@ def test_any_hint_of_a_target_drug_is_found(scanner, raw):
 ])
 def test_unrelated_bodies_are_not_hints(scanner, raw):
     assert not scanner.mentions_target(raw)
+
+
+def test_an_ndc_hyphenated_in_a_non_standard_way_is_still_a_hint(scanner):
+    """Screening reads an NDC as its 11 digits whatever its hyphens, so the scan must too."""
+    ndc = next(c.decode() for c in sorted(scanner.codes) if c.isdigit() and len(c) == 11)
+    for spelling in (f"{ndc[:10]}-{ndc[10]}", f"{ndc[:5]}--{ndc[5:9]}-{ndc[9:]}", f"{ndc[0]}-{ndc[1:]}"):
+        raw = json.dumps({"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": spelling}]}).encode()
+        assert scanner.mentions_target(raw), spelling
+        assert scanner.mentions_target(raw.replace(b'"coding"', "\"cödïng\"".encode())), spelling  # text path
