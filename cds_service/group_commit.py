@@ -55,10 +55,11 @@ class GroupCommitWriter:
         """Return once ``work(connection)`` is committed; raise what the database raised, or
         TimeoutError.
 
-        A TimeoutError means the write did not happen and never will: a write still queued after
-        ``timeout`` is taken off the queue; one already in a transaction is waited for (the
-        database's own time-outs bound it) up to ``timeout`` more, so a caller that answers
-        differently after a failure never has its first answer committed behind its back.
+        A write still queued after ``timeout`` is taken off the queue (it never happens); one
+        already in a transaction is waited for up to ``timeout`` more (the database's own
+        time-outs, 30 s for SQLite's lock and 5 s to connect to PostgreSQL, end it sooner), so a
+        caller that answers differently after a TimeoutError does not have its first answer
+        committed behind its back, unless a transaction hung past both waits.
         """
         item = _Pending(work)
         with self._cond:
