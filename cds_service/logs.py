@@ -1,9 +1,11 @@
 """Log output of the ``cds_service`` loggers: level and format (json | text) from configuration.
 
 One handler on the ``cds_service`` logger, writing to standard error (waitress and most
-process managers collect it). A record may carry structured fields in ``extra={"fields": {...}}``;
-the JSON format puts them at the top level of the line, the text format appends them as
-``key=value``. Records still propagate, so an operator's own root handlers keep working.
+process managers collect it) by one writer thread per process (:class:`LineWriter`).
+
+A record may carry structured fields in ``extra={"fields": {...}}``; the JSON format puts them at
+the top level of the line, the text format appends them as ``key=value``. Records still
+propagate, so an operator's own root handlers keep working.
 
 A JSON formatter is a dozen lines over :mod:`json`; a dependency for it would be larger than it.
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,7 +66,83 @@ def configure_logging(level: object, log_format: object) -> None:
     for handler in list(logger.handlers):
         if handler.get_name() == _HANDLER_NAME:
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineWriter(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(fmt))
     logger.addHandler(handler)
+
+
+class LineWriter(logging.Handler):
+    """Formats each line in the thread that logs; one writer thread per process writes them.
+
+    ``logging.StreamHandler`` holds its lock around ``write()`` and ``flush()``; with several
+    request threads logging at once they queue on that lock, a context switch each, which cost
+    more than the rest of an out-of-scope hook call (bench/README.md). Here a request thread only
+    formats its line and puts it on a queue; the writer thread writes every line waiting, in one
+    ``write()``. Lines are written as soon as the writer runs (not held back for a batch); at exit
+    (``logging.shutdown``) the queue is written out; lines queued when a process is killed
+    outright are lost (the audit trail, not the log, is the durable record). A forked child starts
+    its own queue and writer on its first line.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+        self._pid = -1
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        rv = self.filter(record)  # no handler lock: formatting is per record, the queue is thread-safe
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        if self._pid != os.getpid():
+            self._start_writer()
+        self._lines.put(line)
+
+    def _start_writer(self) -> None:
+        with self._start:
+            if self._pid == os.getpid():
+                return
+            self._lines = queue.SimpleQueue()  # a forked child: the parent's queue and thread are not ours
+            self._writer = threading.Thread(target=self._write_lines, args=(self._lines,),
+                                            name="cds-log-writer", daemon=True)
+            self._writer.start()
+            self._pid = os.getpid()
+
+    def _write_lines(self, lines: queue.SimpleQueue[str | None]) -> None:
+        while True:
+            batch = [lines.get()]
+            while True:  # everything already waiting goes in the same write
+                try:
+                    batch.append(lines.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch  # close(): write what came before it, then stop
+            if done:
+                batch = batch[: batch.index(None)]
+            try:
+                self.stream.write("".join(line for line in batch if line is not None))
+                self.stream.flush()
+            except Exception:  # nowhere left to report it; never take a request thread down
+                pass
+            if done:
+                return
+
+    def close(self) -> None:
+        """Write out what is queued and stop the writer (``logging.shutdown`` calls this at exit)."""
+        writer = self._writer
+        if writer is not None and self._pid == os.getpid() and writer.is_alive():
+            self._lines.put(None)
+            writer.join(5)
+        self._writer, self._pid = None, -1
+        super().close()
