@@ -91,3 +91,60 @@ def test_repeated_app_creation_keeps_one_service_handler():
 def test_a_bad_log_setting_is_refused_at_start_up(key, value):
     with pytest.raises(ValueError, match=key):
         create_app({"AUTH_ENABLED": False, "AUDIT_ENABLED": False, key: value})
+
+
+def test_the_line_writer_writes_every_line_whole_from_many_threads_and_drains_at_close(tmp_path):
+    import threading
+
+    from cds_service.logs import LineWriter
+
+    path = tmp_path / "log.txt"
+    with path.open("w", encoding="utf-8") as stream:
+        writer = LineWriter(stream)
+        writer.setFormatter(JsonFormatter())
+        logger = logging.getLogger("cds_service.test_line_writer")
+        logger.propagate, logger.level = False, logging.INFO
+        logger.addHandler(writer)
+
+        def log_lines(n: int) -> None:
+            for i in range(200):
+                logger.info("line", extra={"fields": {"thread": n, "i": i, "padding": "x" * 500}})
+
+        threads = [threading.Thread(target=log_lines, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writer.close()  # as logging.shutdown() does at exit: everything queued is written
+        logger.removeHandler(writer)
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 1600
+    assert {(line["thread"], line["i"]) for line in lines} == {(n, i) for n in range(8) for i in range(200)}
+
+
+def test_a_forked_child_writes_its_lines_with_its_own_writer(tmp_path):
+    import os
+    import threading
+
+    from cds_service.logs import LineWriter
+
+    path = tmp_path / "log.txt"
+    with path.open("w", encoding="utf-8") as stream:
+        writer = LineWriter(stream)
+        logger = logging.getLogger("cds_service.test_line_writer_fork")
+        logger.propagate, logger.level = False, logging.INFO
+        logger.addHandler(writer)
+        logger.info("parent before fork")
+        while "parent before fork" not in path.read_text(encoding="utf-8"):  # written, not buffered
+            threading.Event().wait(0.01)
+        pid = os.fork()
+        if pid == 0:  # the child: its first line starts its own writer; close() drains it
+            try:
+                logger.info("child line")
+                writer.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        writer.close()
+        logger.removeHandler(writer)
+    assert sorted(path.read_text(encoding="utf-8").splitlines()) == ["child line", "parent before fork"]
