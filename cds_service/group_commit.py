@@ -10,9 +10,10 @@ instead of one per call, with the threads and processes no longer queueing on SQ
 one by one. The audit trail (:mod:`.audit`) and the CRD coverage assertions (:mod:`.crd.store`)
 both write through it.
 
-When a batch fails, its writes are run again one per transaction, so one write the database
-refuses fails only its own call (the audit then spools its row; an assertion that cannot be
-kept is not given).
+When a write in a batch fails, the batch is rolled back and its writes are run again one per
+transaction, so one write the database refuses fails only its own call (the audit then spools
+its row; an assertion that cannot be kept is not given). When the COMMIT itself fails, nothing is
+run again: it may have reached the database, and a write must never be stored twice.
 """
 
 from __future__ import annotations
@@ -92,13 +93,20 @@ class GroupCommitWriter:
             self._write_batch(batch)
 
     def _write_batch(self, batch: list[_Pending]) -> None:
+        committing = False
         try:
             with self.database.write_lock(), self.database.transaction() as connection:
                 for item in batch:
                     item.work(connection)
+                committing = True  # leaving the block commits
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
+            if len(batch) == 1 or committing:
+                # A failed COMMIT may still have reached the database (PostgreSQL, connection
+                # lost): the writes are not run again, so nothing can be stored twice; each call
+                # sees the error (its assertions are then not given, its audit row is spooled,
+                # and a replayed row is idempotent by its record_key).
+                for item in batch:
+                    item.error = exc
             else:  # find the write(s) at fault: each alone in its own transaction
                 for item in batch:
                     try:

@@ -133,16 +133,27 @@ def test_a_write_still_queued_when_it_times_out_is_never_committed(storage_app):
     assert "held-1" in keys and "queued-1" not in keys
 
 
-def test_coverage_assertions_written_again_after_an_unknown_commit_are_stored_once(storage_app):
-    """A batch whose commit failed after reaching the database is retried item by item."""
-    from cds_service.crd.coverage_info import Assertion
-    from cds_service.crd.store import assertion_writer, find_assertion
+def test_a_batch_whose_commit_fails_is_not_written_again(storage_app):
+    """The COMMIT may have reached the database: running the writes again could store them twice."""
+    from contextlib import contextmanager
 
     database = storage_app.extensions["cds"].database
-    assertion = Assertion("retry-assertion-1", "MedicationRequest/m1", "Coverage/c1", "bcbsmn-ii-271", "v1",
-                          "warning", "not-covered", {"url": "x"})
-    write = assertion_writer([assertion], hook_instance="hi-retry", service_id="iv-anesthetics-order-sign",
-                             client_iss=None, patient_id="p", crd_version="2.0.1")
-    database.writer.run(write)
-    database.writer.run(write)  # the retry of the same write
-    assert len(find_assertion(database, "retry-assertion-1")) == 1
+    writer = GroupCommitWriter(database)
+    runs: list[str] = []
+
+    @contextmanager
+    def commit_lost():
+        with database.engine.connect() as connection:
+            connection.begin()
+            yield connection
+            connection.rollback()
+            raise RuntimeError("connection lost during COMMIT")
+
+    database.transaction = commit_lost
+    try:
+        batch = [_Pending(lambda connection, key=key: runs.append(key)) for key in ("a", "b")]
+        writer._write_batch(batch)
+    finally:
+        del database.transaction  # the class's method again
+    assert runs == ["a", "b"]  # each write ran once, in the one batch
+    assert all(isinstance(item.error, RuntimeError) for item in batch)
