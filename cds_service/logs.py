@@ -18,8 +18,10 @@ import os
 import queue
 import sys
 import threading
+import weakref
+from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 LOG_FORMATS = ("json", "text")
 _HANDLER_NAME = "cds_service"
@@ -66,6 +68,7 @@ def configure_logging(level: object, log_format: object) -> None:
     for handler in list(logger.handlers):
         if handler.get_name() == _HANDLER_NAME:
             logger.removeHandler(handler)
+            handler.close()  # its writer thread writes what is queued and stops
     handler = LineWriter(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(fmt))
@@ -82,8 +85,11 @@ class LineWriter(logging.Handler):
     ``write()``. Lines are written as soon as the writer runs (not held back for a batch); at exit
     (``logging.shutdown``) the queue is written out; lines queued when a process is killed
     outright are lost (the audit trail, not the log, is the durable record). A forked child starts
-    its own queue and writer on its first line.
+    its own queue and writer on its first line; a fork waits until no writer is in the middle of
+    a write, so the child never inherits a stream locked by a thread it does not have.
     """
+
+    _instances: ClassVar[weakref.WeakSet[LineWriter]] = weakref.WeakSet()
 
     def __init__(self, stream: Any) -> None:
         super().__init__()
@@ -92,6 +98,8 @@ class LineWriter(logging.Handler):
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._start = threading.Lock()
+        self._writing = threading.Lock()  # held around each write; taken by a fork (see below)
+        LineWriter._instances.add(self)
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
         rv = self.filter(record)  # no handler lock: formatting is per record, the queue is thread-safe
@@ -130,11 +138,9 @@ class LineWriter(logging.Handler):
             done = None in batch  # close(): write what came before it, then stop
             if done:
                 batch = batch[: batch.index(None)]
-            try:
+            with self._writing, suppress(Exception):  # nowhere left to report a failure
                 self.stream.write("".join(line for line in batch if line is not None))
                 self.stream.flush()
-            except Exception:  # nowhere left to report it; never take a request thread down
-                pass
             if done:
                 return
 
@@ -146,3 +152,22 @@ class LineWriter(logging.Handler):
             writer.join(5)
         self._writer, self._pid = None, -1
         super().close()
+
+
+def _before_fork() -> None:
+    for writer in list(LineWriter._instances):
+        writer._writing.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for writer in list(LineWriter._instances):
+        writer._writing.release()
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(LineWriter._instances):
+        writer._writing = threading.Lock()  # held by the parent's fork; this child has no writer yet
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

@@ -4,6 +4,7 @@ once its row is committed; a row the database refuses fails only its own call.""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from functools import partial
 
@@ -63,26 +64,26 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
         return original()
 
     database.transaction = counting_transaction
-    gate = threading.Lock()
-    gate.acquire()
+    gate, first_in_flight = threading.Event(), threading.Event()
     original_batch = writer._write_batch
 
     def held_batch(batch):  # the first batch waits until all rows are queued behind it
-        with gate:
-            pass
+        first_in_flight.set()
+        assert gate.wait(30)
         original_batch(batch)
 
     writer._write_batch = held_batch
     threads = [threading.Thread(target=writer.run, args=(partial(write_hook_call, row=_row(f"k{i}")),))
                for i in range(6)]
     threads[0].start()
-    while not writer._thread:
-        pass
+    assert first_in_flight.wait(30)  # k0 alone is being written
     for thread in threads[1:]:
         thread.start()
-    while len(writer._queue) < 5:
+    deadline = time.monotonic() + 30
+    while len(writer._queue) < 5 and time.monotonic() < deadline:
         threading.Event().wait(0.01)
-    gate.release()
+    assert len(writer._queue) == 5
+    gate.set()
     for thread in threads:
         thread.join(30)
     database.transaction = original
@@ -111,18 +112,18 @@ def test_a_write_that_does_not_complete_in_time_raises(storage_app):
 def test_a_write_still_queued_when_it_times_out_is_never_committed(storage_app):
     """After a TimeoutError the caller answers differently; its first write must not land later."""
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
-    gate = threading.Event()
+    gate, first_in_flight = threading.Event(), threading.Event()
     original_batch = writer._write_batch
 
     def held_batch(batch):
-        gate.wait(10)
+        first_in_flight.set()
+        assert gate.wait(30)
         original_batch(batch)
 
     writer._write_batch = held_batch
     first = threading.Thread(target=writer.run, args=(partial(write_hook_call, row=_row("held-1")),))
     first.start()
-    while not writer._thread or writer._queue:  # the first write is in flight, behind the gate
-        threading.Event().wait(0.01)
+    assert first_in_flight.wait(30)  # the first write is in flight, behind the gate
     with pytest.raises(TimeoutError):
         writer.run(partial(write_hook_call, row=_row("queued-1")), timeout=0.05)
     gate.set()
