@@ -175,9 +175,7 @@ class DatabaseRecorder:
                 log.error("coverage assertions not kept (%s); coverage information withheld "
                           "(hookInstance=%s)", type(exc).__name__, log_safe(call.request.hook_instance))
                 return False  # nothing was written: the caller records the answer it gives instead
-            if row is None:
-                return False
-            self._spool(row, exc, call)
+            self._spool(row, exc, call)  # (row is set: with neither row nor ``also`` nothing is written)
             return False
         if self.replayer is not None:
             self.replayer.after_success()

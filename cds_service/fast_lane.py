@@ -25,6 +25,7 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .http_policy import HSTS, JSON_CSP, SECURITY_HEADERS
 from .services import SERVICES
 
 FAST_LANE_CLIENT = "cds_service.fast_lane.client"  # the verified client (auth on)
@@ -38,7 +39,6 @@ class HookFastLane:
     def __init__(self, flask_app: Any, flask_wsgi: WsgiApp) -> None:
         from .auth import verified_client
         from .hook_call import answer_hook_call
-        from .http_policy import JSON_CSP
 
         self._verified_client, self._answer_hook_call = verified_client, answer_hook_call
         self.flask_wsgi = flask_wsgi  # the app behind the lane (Flask's own wsgi_app)
@@ -50,18 +50,17 @@ class HookFastLane:
         # the CORS headers of every answer, with or without an Origin header: all go to Flask.
         self._enabled = not self._config["CORS_ORIGINS"]
         # The headers security_headers() (http_policy) gives a JSON answer on /cds-services.
-        self._headers = [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
-                         ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
+        self._headers = [("Content-Type", "application/json"), *SECURITY_HEADERS,
                          ("Content-Security-Policy", JSON_CSP), ("Cache-Control", "no-store")]
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         service = self._paths.get(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") == "POST" else None
         length = _content_length(environ) if service is not None else None
         max_length = self._config["MAX_CONTENT_LENGTH"]
-        secure = environ.get("wsgi.url_scheme") == "https"
+        scheme = environ.get("wsgi.url_scheme")
         if (service is None or length is None or not self._enabled or "HTTP_ORIGIN" in environ
                 or self._app.debug or (max_length is not None and length > max_length)
-                or not (secure or environ.get("wsgi.url_scheme") == "http")):
+                or scheme not in ("http", "https")):
             return self.flask_wsgi(environ, start_response)
         client = None
         try:
@@ -80,8 +79,8 @@ class HookFastLane:
         except Exception as exc:  # Flask words it (errors.py), from the outcome reached here
             return self._to_flask(environ, start_response, body, client, exc)
         headers = [*self._headers, ("Content-Length", str(len(payload)))]
-        if secure:
-            headers.append(("Strict-Transport-Security", "max-age=31536000"))
+        if scheme == "https":
+            headers.append(HSTS)
         start_response("200 OK", headers)
         return [payload]
 

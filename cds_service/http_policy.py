@@ -55,11 +55,15 @@ def enforce_streamed_body_limit() -> None:
         request.stream.read(1)
 
 
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                    ("X-Frame-Options", "DENY"))
+HSTS = ("Strict-Transport-Security", "max-age=31536000")  # on answers to secure requests
+
+
 def security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+    for name, value in SECURITY_HEADERS:
+        headers.setdefault(name, value)
     if response.mimetype and response.mimetype.endswith("json"):
         headers.setdefault("Content-Security-Policy", JSON_CSP)
     if request.path.startswith(NO_STORE_PREFIXES):
@@ -67,7 +71,7 @@ def security_headers(response: Response) -> Response:
     if current_app.config["CORS_ORIGINS"] and request.path.startswith("/cds-services"):
         response.vary.add("Origin")  # the CORS answer depends on the Origin header
     if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        headers.setdefault(*HSTS)
     return response
 
 

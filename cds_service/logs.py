@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import sys
 import threading
 import weakref
-from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+from .background import BatchWorker
 
 LOG_FORMATS = ("json", "text")
 _HANDLER_NAME = "cds_service"
@@ -81,12 +81,12 @@ class LineWriter(logging.Handler):
     ``logging.StreamHandler`` holds its lock around ``write()`` and ``flush()``; with several
     request threads logging at once they queue on that lock, a context switch each, which cost
     more than the rest of an out-of-scope hook call (bench/README.md). Here a request thread only
-    formats its line and puts it on a queue; the writer thread writes every line waiting, in one
-    ``write()``. Lines are written as soon as the writer runs (not held back for a batch); at exit
+    formats its line and puts it on a queue; the writer thread (:class:`.background.BatchWorker`)
+    writes every line waiting, in one ``write()``, as soon as it runs. At exit
     (``logging.shutdown``) the queue is written out; lines queued when a process is killed
-    outright are lost (the audit trail, not the log, is the durable record). A forked child starts
-    its own queue and writer on its first line; a fork waits until no writer is in the middle of
-    a write, so the child never inherits a stream locked by a thread it does not have.
+    outright are lost (the audit trail, not the log, is the durable record). A fork waits until no
+    writer is in the middle of a write, so the child never inherits a stream locked by a thread it
+    does not have.
     """
 
     _instances: ClassVar[weakref.WeakSet[LineWriter]] = weakref.WeakSet()
@@ -94,11 +94,8 @@ class LineWriter(logging.Handler):
     def __init__(self, stream: Any) -> None:
         super().__init__()
         self.stream = stream
-        self._pid = -1
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._start = threading.Lock()
         self._writing = threading.Lock()  # held around each write; taken by a fork (see below)
+        self._lines = BatchWorker("cds-log-writer", self._write)
         LineWriter._instances.add(self)
 
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
@@ -113,44 +110,16 @@ class LineWriter(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        if self._pid != os.getpid():
-            self._start_writer()
         self._lines.put(line)
 
-    def _start_writer(self) -> None:
-        with self._start:
-            if self._pid == os.getpid():
-                return
-            self._lines = queue.SimpleQueue()  # a forked child: the parent's queue and thread are not ours
-            self._writer = threading.Thread(target=self._write_lines, args=(self._lines,),
-                                            name="cds-log-writer", daemon=True)
-            self._writer.start()
-            self._pid = os.getpid()
-
-    def _write_lines(self, lines: queue.SimpleQueue[str | None]) -> None:
-        while True:
-            batch = [lines.get()]
-            while True:  # everything already waiting goes in the same write
-                try:
-                    batch.append(lines.get_nowait())
-                except queue.Empty:
-                    break
-            done = None in batch  # close(): write what came before it, then stop
-            if done:
-                batch = batch[: batch.index(None)]
-            with self._writing, suppress(Exception):  # nowhere left to report a failure
-                self.stream.write("".join(line for line in batch if line is not None))
-                self.stream.flush()
-            if done:
-                return
+    def _write(self, lines: list[str]) -> None:
+        with self._writing:
+            self.stream.write("".join(lines))
+            self.stream.flush()
 
     def close(self) -> None:
         """Write out what is queued and stop the writer (``logging.shutdown`` calls this at exit)."""
-        writer = self._writer
-        if writer is not None and self._pid == os.getpid() and writer.is_alive():
-            self._lines.put(None)
-            writer.join(5)
-        self._writer, self._pid = None, -1
+        self._lines.stop(timeout=5)
         super().close()
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -23,6 +21,7 @@ from flask import Blueprint, Response, current_app, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 
+from .background import BatchWorker
 from .errors import ApiError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,17 +57,13 @@ _LATENCY_CHILDREN: dict[tuple[str, str], Histogram] = {}
 # What is queued when a process is killed outright is not counted; the rare failure counters
 # below are updated at once.
 
-_updates: queue.SimpleQueue[tuple[Callable[..., None], tuple] | threading.Event] = queue.SimpleQueue()
-_applier_pid = -1
-_applier_start = threading.Lock()
-
 
 def observe_hook(service: str, fast_path: bool, seconds: float) -> None:
-    _queue(_observe_hook, (service, "out_of_scope" if fast_path else "in_scope", seconds))
+    _updates.put((_observe_hook, (service, "out_of_scope" if fast_path else "in_scope", seconds)))
 
 
 def count_card(policy: str, family: str, indicator: str) -> None:
-    _queue(_count_card, (policy, family, indicator))
+    _updates.put((_count_card, (policy, family, indicator)))
 
 
 def _observe_hook(service: str, path: str, seconds: float) -> None:
@@ -82,40 +77,18 @@ def _count_card(policy: str, family: str, indicator: str) -> None:
     CARDS.labels(policy, family, indicator).inc()
 
 
-def _queue(update: Callable[..., None], args: tuple) -> None:
-    if _applier_pid != os.getpid():
-        _start_applier()
-    _updates.put((update, args))
-
-
-def _start_applier() -> None:
-    global _updates, _applier_pid
-    with _applier_start:
-        if _applier_pid == os.getpid():
-            return
-        _updates = queue.SimpleQueue()  # a forked child: the parent's queue and thread are not ours
-        threading.Thread(target=_apply, args=(_updates,), name="cds-metrics", daemon=True).start()
-        _applier_pid = os.getpid()
-
-
-def _apply(updates: queue.SimpleQueue) -> None:
-    while True:
-        item = updates.get()
-        if isinstance(item, threading.Event):
-            item.set()
-            continue
-        update, args = item
+def _apply(updates: list[tuple[Callable[..., None], tuple]]) -> None:
+    for update, args in updates:
         with suppress(Exception):  # a metric must never stop the others being counted
             update(*args)
 
 
+_updates = BatchWorker("cds-metrics", _apply)
+
+
 def flush(timeout: float = 2.0) -> None:
     """Return once every update queued so far in this process has been applied."""
-    if _applier_pid != os.getpid():
-        return  # nothing was queued in this process
-    done = threading.Event()
-    _updates.put(done)
-    done.wait(timeout)
+    _updates.drain(timeout)
 
 
 def count_fhir_fetch(outcome: str) -> None:

@@ -208,7 +208,7 @@ def evaluate(
                      "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     coverages = match_coverages(patient.coverages, knowledge.policies, default_policy_id,
                                 data.resolve)  # for CRD coverage information (crd/)
-    reserves = tuple(card_reserve(d, coverages) if card_reserve else 0 for d in decisions if d.fires)
-    cards = [render_card(d, card_text, new_uuid(), reserve_chars=r)
-             for d, r in zip([d for d in decisions if d.fires], reserves, strict=True)]
+    fired = [d for d in decisions if d.fires]
+    reserves = tuple(card_reserve(d, coverages) if card_reserve else 0 for d in fired)
+    cards = [render_card(d, card_text, new_uuid(), reserve_chars=r) for d, r in zip(fired, reserves, strict=True)]
     return Evaluation(cards=cards, decisions=decisions, coverages=coverages, card_reserves=reserves)
