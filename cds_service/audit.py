@@ -16,11 +16,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect, bindparam, select
 
 from .db import Database
 from .decision import Decision
-from .group_commit import Work
+from .driver_insert import DriverInsert, Rows, Statement, execute_statements
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
@@ -94,38 +94,32 @@ def _as_datetime(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
-_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+_CALLS = HookCallRecord.__table__
+# Both inserts are idempotent: a record replayed from the spool twice is stored once. An alert
+# finds its call by record_key (a sub-select), so no id has to come back from the database.
+_INSERT_CALL = DriverInsert(_CALLS, lambda insert: insert.on_conflict_do_nothing(index_elements=["record_key"]))
+_INSERT_ALERT = DriverInsert(Alert.__table__, lambda insert: insert.values(
+    hook_call_id=select(_CALLS.c.id).where(_CALLS.c.record_key == bindparam("call_record_key")).scalar_subquery(),
+).on_conflict_do_nothing(index_elements=["card_uuid"]))
 
 
-def _insert_statements(dialect: str) -> tuple[Any, Any]:
-    """The two idempotent inserts, built once per dialect (Core statements: compiled once and
-    cached by SQLAlchemy; the ORM's per-call ``.values(**row)`` path cost ~0.5 ms a statement)."""
-    statements = _STATEMENTS.get(dialect)
-    if statements is None:
-        if dialect == "postgresql":  # only the dialect in use is imported (PostgreSQL's: ~35 ms)
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        calls, alerts = HookCallRecord.__table__, Alert.__table__
-        statements = _STATEMENTS.setdefault(dialect, (
-            insert(calls).on_conflict_do_nothing(index_elements=["record_key"]).returning(calls.c.id),
-            insert(alerts).on_conflict_do_nothing(index_elements=["card_uuid"]),
-        ))
-    return statements
-
-
-def write_hook_call(connection: Connection, row: dict[str, Any]) -> bool:
-    """Insert the call and its alerts unless ``record_key`` is already stored; True if new."""
-    insert_call, insert_alert = _insert_statements(connection.dialect.name)
+def hook_call_statements(dialect: Dialect, row: dict[str, Any]) -> list[Statement]:
+    """The inserts of one call and its alerts, parameters converted for ``dialect``."""
     values = {k: v for k, v in row.items() if k != "alerts"}
     values["recorded_at"] = _as_datetime(values["recorded_at"])
-    call_id = connection.execute(insert_call, storable(HookCallRecord, values)).scalar()
-    if call_id is None:
-        return False
-    for alert in row["alerts"]:
-        alert = dict(alert, created_at=_as_datetime(alert["created_at"]), hook_call_id=call_id)
-        connection.execute(insert_alert, storable(Alert, alert))
-    return True
+    call = storable(HookCallRecord, values)
+    alerts = [
+        {"call_record_key": call["record_key"],
+         **storable(Alert, dict(alert, created_at=_as_datetime(alert["created_at"])))}
+        for alert in row["alerts"]
+    ]
+    statements = [_INSERT_CALL.statement(dialect, [call]), _INSERT_ALERT.statement(dialect, alerts)]
+    return [statement for statement in statements if statement is not None]
+
+
+def write_hook_call(connection: Connection, row: dict[str, Any]) -> None:
+    """Insert one call and its alerts unless ``record_key`` is already stored."""
+    execute_statements(connection, hook_call_statements(connection.dialect, row))
 
 
 def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
@@ -148,28 +142,32 @@ class DatabaseRecorder:
         self.lost = 0
         self._lock = threading.Lock()
 
-    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+    def record_hook_call(self, call: HookCall, also: Rows | None = None) -> bool:
         """See :class:`cds_service.recording.Recorder`: one group-committed transaction for the
         audit row and ``also``; never raises into the EHR's call."""
-        row = None
+        dialect = self.database.engine.dialect
+        row, works = None, []
         if call.evaluation.cards or self.all_calls:
             try:
                 row = hook_call_row(call, datetime.now(UTC), str(uuid.uuid4()))
+                works = hook_call_statements(dialect, row)
             except Exception as exc:  # never fail the EHR's call
+                row, works = None, []
                 self._count_lost(exc, call)
                 if also is None:
                     return False
-        if row is None and also is None:
+        if also is not None:
+            try:
+                kept = also.statement(dialect)
+            except Exception as exc:
+                log.error("coverage assertions not kept (%s); coverage information withheld "
+                          "(hookInstance=%s)", type(exc).__name__, log_safe(call.request.hook_instance))
+                return False
+            works = [kept, *works] if kept is not None else works
+        if not works:
             return False
-
-        def write(connection: Connection) -> None:
-            if also is not None:
-                also(connection)
-            if row is not None:
-                write_hook_call(connection, row)
-
         try:
-            self.database.writer.run(write)
+            self.database.writer.run(*works)
         except Exception as exc:
             if also is not None:  # an assertion that cannot be kept is not given (found-11)
                 log.error("coverage assertions not kept (%s); coverage information withheld "

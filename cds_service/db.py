@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,11 +36,21 @@ def database_url(config: dict, instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'cds-audit.sqlite3'}"
 
 
+def json_text(value: object) -> str:
+    """JSON columns' serializer: orjson (a 5 KB card in a tenth of the standard library's time),
+    the standard library for what orjson refuses (integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
 def make_engine(url: str) -> Engine:
     """An engine that never puts SQL parameters (request text, comments) into errors or logs."""
     if url.startswith("sqlite"):
         _private_sqlite_file(url)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, hide_parameters=True,
+                               json_serializer=json_text, json_deserializer=orjson.loads)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -51,6 +63,7 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True,
+                         json_serializer=json_text, json_deserializer=orjson.loads,
                          pool_timeout=PG_CONNECT_TIMEOUT_S,
                          connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
 

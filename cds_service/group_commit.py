@@ -10,6 +10,11 @@ instead of one per call, with the threads and processes no longer queueing on SQ
 one by one. The audit trail (:mod:`.audit`) and the CRD coverage assertions (:mod:`.crd.store`)
 both write through it.
 
+A write is either a function of the connection or a :class:`.driver_insert.Statement` whose
+parameters the caller's thread has already converted: the writer runs the statements of every
+call in a batch as one ``executemany`` per distinct SQL, so the write lock is held for little
+more than the database's own work.
+
 When a write in a batch fails, the batch is rolled back and its writes are run again one per
 transaction, so one write the database refuses fails only its own call (the audit then spools
 its row; an assertion that cannot be kept is not given). When the COMMIT itself fails, nothing is
@@ -24,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .driver_insert import Statement, execute_statements
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
@@ -31,12 +38,27 @@ if TYPE_CHECKING:
 
 WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
 
-Work = Callable[["Connection"], Any]
+
+
+Work = Callable[["Connection"], Any] | Statement
+
+
+def _apply(connection: Connection, works: list[Work]) -> None:
+    """Run ``works`` on ``connection``: the functions in order, then every :class:`Statement`,
+    one ``executemany`` per distinct SQL for the whole batch."""
+    statements = []
+    for work in works:
+        if isinstance(work, Statement):
+            statements.append(work)
+        else:
+            work(connection)
+    if statements:
+        execute_statements(connection, statements)
 
 
 @dataclass
 class _Pending:
-    work: Work
+    works: list[Work]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -52,8 +74,8 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def run(self, work: Work, timeout: float = WRITE_WAIT_S) -> None:
-        """Return once ``work(connection)`` is committed; raise what the database raised, or
+    def run(self, *works: Work, timeout: float = WRITE_WAIT_S) -> None:
+        """Return once ``works`` are committed (all in one transaction); raise what the database raised, or
         TimeoutError.
 
         A write still queued after ``timeout`` is taken off the queue (it never happens); one
@@ -62,7 +84,7 @@ class GroupCommitWriter:
         caller that answers differently after a TimeoutError does not have its first answer
         committed behind its back, unless a transaction hung past both waits.
         """
-        item = _Pending(work)
+        item = _Pending(list(works))
         with self._cond:
             self._ensure_thread()
             self._queue.append(item)
@@ -96,8 +118,7 @@ class GroupCommitWriter:
         committing = False
         try:
             with self.database.write_lock(), self.database.transaction() as connection:
-                for item in batch:
-                    item.work(connection)
+                _apply(connection, [work for item in batch for work in item.works])
                 committing = True  # leaving the block commits
         except Exception as exc:
             if len(batch) == 1 or committing:
@@ -111,7 +132,7 @@ class GroupCommitWriter:
                 for item in batch:
                     try:
                         with self.database.write_lock(), self.database.transaction() as connection:
-                            item.work(connection)
+                            _apply(connection, item.works)
                     except Exception as item_exc:
                         item.error = item_exc
         finally:

@@ -11,9 +11,12 @@ family ids from ``cards/``, fixed outcome words); nothing from a request becomes
 
 from __future__ import annotations
 
+import glob
 import hmac
 import ipaddress
 import os
+import struct
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -115,6 +118,27 @@ def counting_feedback_failures() -> Iterator[None]:
         raise
 
 
+class _SettledFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's multiprocess collector, reading only files that are past creation.
+
+    A worker's value file exists at 0 bytes for a moment after it is created and before it is
+    sized (prometheus/client_python#1199, open), and a scrape that reads it then fails whole (a
+    500 for every metric). Metrics are counted a few milliseconds after the call (the queue
+    above), so a scrape can meet a worker's first update: empty files are skipped, and a scrape
+    that still meets one mid-creation is read again."""
+
+    def collect(self):  # type: ignore[override]
+        for attempt in range(3):
+            files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if os.path.getsize(f) > 0]
+            try:
+                return list(self.merge(files, accumulate=True))
+            except (struct.error, RuntimeError):  # a file being created or grown under us
+                if attempt == 2:
+                    raise
+                time.sleep(0.02)
+        return []
+
+
 bp = Blueprint("metrics", __name__)
 
 
@@ -139,10 +163,10 @@ def metrics() -> Response:
     if not _allowed():
         raise ApiError.single(403, "Metrics are available only to allowlisted addresses or with the "
                                    "metrics bearer token.")
-    flush()  # this process's hook-call updates (other workers' are at most milliseconds behind)
+    flush()  # this process's hook-call updates (other workers' are at most 50 ms behind)
     registry = REGISTRY
     if MULTIPROCESS:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=_MULTIPROC_DIR)
+        _SettledFilesCollector(registry, path=_MULTIPROC_DIR)
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))  # text or OpenMetrics
     return Response(encoder(registry), content_type=content_type, headers={"Cache-Control": "no-store"})

@@ -16,7 +16,7 @@ from .services import ServiceDefinition
 from .storage_safety import log_safe
 
 if TYPE_CHECKING:
-    from .group_commit import Work
+    from .driver_insert import Rows
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class HookCall:
 
 
 class Recorder(Protocol):
-    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+    def record_hook_call(self, call: HookCall, also: Rows | None = None) -> bool:
         """Record ``call``; ``also`` (the call's coverage assertions) must be kept in the same
         transaction. True when ``also`` was committed; False when it was not (then nothing of
         this call was written: the caller gives the answer without what ``also`` keeps, and
@@ -42,7 +42,7 @@ class Recorder(Protocol):
 class NullRecorder:
     """No storage (``AUDIT_ENABLED=false``, ``cds-service evaluate``): nothing is kept."""
 
-    def record_hook_call(self, call: HookCall, also: Work | None = None) -> bool:
+    def record_hook_call(self, call: HookCall, also: Rows | None = None) -> bool:
         if also is not None:  # by design, not a fault
             log.info("coverage information withheld: no database to keep coverage assertions in "
                      "(hookInstance=%s)", log_safe(call.request.hook_instance))

@@ -128,7 +128,35 @@ def bind(options: ServeOptions) -> socket.socket:
     return sock
 
 
+class OncePerInterval(logging.Filter):
+    """Lets one record through per ``interval`` seconds.
+
+    waitress logs "Task queue depth is N" at WARNING for *every* request that has to wait for a
+    free thread: under load, one line per request, written by the thread that serves every
+    socket, which cost that thread more than reading the request did. One a minute still tells
+    an operator that requests queue (the latency histogram on /metrics says by how much)."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        return True
+
+
+def _quiet_queue_warnings() -> None:
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, OncePerInterval) for f in queue_log.filters):
+        queue_log.addFilter(OncePerInterval())
+
+
 def make_server(app: Callable, sock: socket.socket, options: ServeOptions) -> DeadlineServer:
+    _quiet_queue_warnings()
     adj = Adjustments(
         sockets=[sock],
         threads=options.threads,

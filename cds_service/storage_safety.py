@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import DeclarativeBase
 
@@ -33,12 +34,27 @@ def storable_text(value: str, max_length: int | None = None) -> str:
 
 
 def storable_json(value: Any) -> Any:
+    if _clean_json(value):  # the common case, checked in one pass of compiled code
+        return value
+    return _storable_json(value)
+
+
+def _clean_json(value: Any) -> bool:
+    """True when ``value`` holds only string keys and no NUL or lone surrogate: orjson refuses
+    surrogates and non-string keys, and writes NUL as the escape ``\\u0000``."""
+    try:
+        return b"\\u0000" not in orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return False
+
+
+def _storable_json(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, dict):
-        return {storable_text(str(k)): storable_json(v) for k, v in value.items()}
+        return {storable_text(str(k)): _storable_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [storable_json(v) for v in value]
+        return [_storable_json(v) for v in value]
     return value
 
 

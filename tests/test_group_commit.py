@@ -93,8 +93,8 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
 
 def test_a_row_the_database_refuses_fails_only_its_own_write(storage_app):
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
-    good = _Pending(partial(write_hook_call, row=_row("good-1")))
-    bad = _Pending(partial(write_hook_call, row=_row("bad-1", patient_id=None)))
+    good = _Pending([partial(write_hook_call, row=_row("good-1"))])
+    bad = _Pending([partial(write_hook_call, row=_row("bad-1", patient_id=None))])
     writer._write_batch([good, bad])  # one batch, as when both calls arrive together
     assert good.done.is_set() and bad.done.is_set()
     assert good.error is None
@@ -152,7 +152,7 @@ def test_a_batch_whose_commit_fails_is_not_written_again(storage_app):
 
     database.transaction = commit_lost
     try:
-        batch = [_Pending(lambda connection, key=key: runs.append(key)) for key in ("a", "b")]
+        batch = [_Pending([lambda connection, key=key: runs.append(key)]) for key in ("a", "b")]
         writer._write_batch(batch)
     finally:
         del database.transaction  # the class's method again

@@ -163,3 +163,27 @@ def test_a_malformed_request_line_gets_an_operation_outcome(server):
     assert head.split(b" ")[1] == b"400"
     assert b"application/fhir+json" in head
     assert b'"resourceType": "OperationOutcome"' in body
+
+
+def test_waitress_queue_depth_warnings_are_let_through_once_a_minute_not_once_a_request():
+    import logging
+
+    from cds_service.serving import OncePerInterval, _quiet_queue_warnings
+
+    _quiet_queue_warnings()
+    _quiet_queue_warnings()  # once per logger, however many servers are made
+    queue_log = logging.getLogger("waitress.queue")
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    queue_log.addHandler(handler)
+    try:
+        for depth in range(200):
+            queue_log.warning("Task queue depth is %d", depth)
+    finally:
+        queue_log.removeHandler(handler)
+    assert len(seen) <= 1  # at most one: an earlier test may have used this minute's line
+    assert sum(1 for f in queue_log.filters if type(f).__name__ == "OncePerInterval") == 1
+    fresh = OncePerInterval(interval=60)
+    record = logging.LogRecord("waitress.queue", logging.WARNING, __file__, 1, "Task queue depth is 3", (), None)
+    assert [fresh.filter(record) for _ in range(3)] == [True, False, False]

@@ -5,20 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import select
 
 from ..db import Database
-from ..group_commit import Work
+from ..driver_insert import DriverInsert, Rows
 from ..models import CoverageAssertionRecord
 from ..storage_safety import storable
 from .coverage_info import Assertion
 
-_INSERT = insert(CoverageAssertionRecord.__table__)  # a Core statement: compiled once, cached
+_INSERT = DriverInsert(CoverageAssertionRecord.__table__)
 
 
 def assertion_writer(assertions: list[Assertion], *, hook_instance: str, service_id: str,
-                     client_iss: str | None, patient_id: str, crd_version: str) -> Work:
-    """The write that keeps ``assertions`` (one row each), to run in the transaction that also
+                     client_iss: str | None, patient_id: str, crd_version: str) -> Rows:
+    """The rows that keep ``assertions`` (one each), to be written in the transaction that also
     writes the call's audit record (:meth:`cds_service.audit.DatabaseRecorder.record_hook_call`)."""
     now = datetime.now(UTC)
     rows = [
@@ -31,11 +31,7 @@ def assertion_writer(assertions: list[Assertion], *, hook_instance: str, service
         })
         for a in assertions
     ]
-
-    def write(connection: Connection) -> None:
-        connection.execute(_INSERT, rows)  # run once: a failed COMMIT is never retried (group_commit)
-
-    return write
+    return Rows(_INSERT, rows)
 
 
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:
