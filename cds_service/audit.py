@@ -127,6 +127,13 @@ def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
         write_hook_call(connection, row)
 
 
+def _assertions_not_kept(exc: Exception, call: HookCall) -> bool:
+    """Nothing of the call was written: logged (type only), and False for the caller."""
+    log.error("coverage assertions not kept (%s); coverage information withheld (hookInstance=%s)",
+              type(exc).__name__, log_safe(call.request.hook_instance))
+    return False
+
+
 class DatabaseRecorder:
     """Writes a hook call and one Alert per card in a single transaction, or spools them."""
 
@@ -154,15 +161,11 @@ class DatabaseRecorder:
             except Exception as exc:  # never fail the EHR's call
                 row, works = None, []
                 self._count_lost(exc, call)
-                if also is None:
-                    return False
         if also is not None:
             try:
                 kept = also.statement(dialect)
             except Exception as exc:
-                log.error("coverage assertions not kept (%s); coverage information withheld "
-                          "(hookInstance=%s)", type(exc).__name__, log_safe(call.request.hook_instance))
-                return False
+                return _assertions_not_kept(exc, call)
             works = [kept, *works] if kept is not None else works
         if not works:
             return False
@@ -170,9 +173,7 @@ class DatabaseRecorder:
             self.database.writer.run(*works)
         except Exception as exc:
             if also is not None:  # an assertion that cannot be kept is not given (found-11)
-                log.error("coverage assertions not kept (%s); coverage information withheld "
-                          "(hookInstance=%s)", type(exc).__name__, log_safe(call.request.hook_instance))
-                return False  # nothing was written: the caller records the answer it gives instead
+                return _assertions_not_kept(exc, call)  # the caller records the answer it gives instead
             self._spool(row, exc, call)  # (row is set: with neither row nor ``also`` nothing is written)
             return False
         if self.replayer is not None:

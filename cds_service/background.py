@@ -3,9 +3,9 @@
 The log writer (:mod:`.logs`) and the per-call metrics (:mod:`.metrics`) both hand their work to
 a :class:`BatchWorker`: a request thread only appends an item to a queue, and the worker's thread
 hands every item waiting to ``handle`` as one batch, in order, every ``interval`` seconds. A put
-does not wake the worker: waking it for every item cost each hook call two thread wake-ups and
-the GIL hand-offs that follow (a log line and the metrics), more than the work itself. The thread starts with the first
-item put in a process, so a forked child starts its own (the parent's thread and queue do not
+does not wake the worker: waking it for every item cost each hook call two thread wake-ups (a log
+line and the metrics) and the GIL hand-offs that follow, more than the work itself. The thread
+starts with the first item put in a process, so a forked child starts its own (the parent's thread and queue do not
 exist there). :meth:`BatchWorker.drain` waits until what was put so far is handled;
 :meth:`BatchWorker.stop` also ends the thread. Items still queued when a process is killed
 outright are lost: nothing durable goes through here.

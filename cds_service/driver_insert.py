@@ -103,4 +103,3 @@ class _Compiled:
         if self.positional is None:
             return values
         return tuple(values[name] for name in self.positional)
-

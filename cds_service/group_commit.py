@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
 
-
-
 Work = Callable[["Connection"], Any] | Statement
 
 
@@ -75,8 +73,8 @@ class GroupCommitWriter:
         self._pid = os.getpid()
 
     def run(self, *works: Work, timeout: float = WRITE_WAIT_S) -> None:
-        """Return once ``works`` are committed (all in one transaction); raise what the database raised, or
-        TimeoutError.
+        """Return once ``works`` are committed, all in one transaction; raise what the database
+        raised, or TimeoutError.
 
         A write still queued after ``timeout`` is taken off the queue (it never happens); one
         already in a transaction is waited for up to ``timeout`` more (the database's own

@@ -128,15 +128,15 @@ class _SettledFilesCollector(multiprocess.MultiProcessCollector):
     that still meets one mid-creation is read again."""
 
     def collect(self):  # type: ignore[override]
-        for attempt in range(3):
-            files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if os.path.getsize(f) > 0]
+        for _ in range(2):
             try:
-                return list(self.merge(files, accumulate=True))
+                return list(self.merge(self._settled_files(), accumulate=True))
             except (struct.error, RuntimeError):  # a file being created or grown under us
-                if attempt == 2:
-                    raise
                 time.sleep(0.02)
-        return []
+        return list(self.merge(self._settled_files(), accumulate=True))  # a third failure is raised
+
+    def _settled_files(self) -> list[str]:
+        return [f for f in glob.glob(os.path.join(self._path, "*.db")) if os.path.getsize(f) > 0]
 
 
 bp = Blueprint("metrics", __name__)
