@@ -171,7 +171,9 @@ def _init_operations(app: Flask) -> None:
 
 def _init_storage(app: Flask, state: ServiceState) -> None:
     """Database, durable recorder and session secret (see docs/review.md)."""
-    from .audit import HOOK_CALL, DatabaseRecorder, replay_hook_call
+    from .audit import HOOK_CALL, DatabaseRecorder, replay_hook_call, replay_journal
+    from .config import as_bool
+    from .crd.store import COVERAGE_ASSERTIONS, replay_assertions
     from .db import Database, database_url
     from .feedback import FEEDBACK, replay_feedback
     from .secret import instance_secret
@@ -184,11 +186,18 @@ def _init_storage(app: Flask, state: ServiceState) -> None:
     state.database = Database(database_url(app.config, app.instance_path))
     if app.config["DB_AUTO_UPGRADE"]:
         state.database.upgrade()
-    spool = Spool(spool_path(app.config["SPOOL_DIR"] or app.instance_path, state.database.url),
-                  int(app.config["SPOOL_MAX_RECORDS"]))
+    spool_dir = app.config["SPOOL_DIR"] or app.instance_path
+    spool = Spool(spool_path(spool_dir, state.database.url), int(app.config["SPOOL_MAX_RECORDS"]))
     state.replayer = SpoolReplayer(spool, {
         HOOK_CALL: partial(replay_hook_call, state.database),
+        COVERAGE_ASSERTIONS: partial(replay_assertions, state.database),
         FEEDBACK: partial(replay_feedback, state.database, int(app.config["FEEDBACK_MAX_UNKNOWN_PER_DAY"])),
     }, float(app.config["SPOOL_RETRY_SECONDS"]))
+    journal = None
+    if as_bool(app.config["AUDIT_JOURNAL"], "AUDIT_JOURNAL"):
+        from .audit_journal import Journal
+
+        journal = Journal(spool_dir, state.database.url)
+        journal.recover(partial(replay_journal, state.database, state.replayer))  # a process that died
     state.recorder = DatabaseRecorder(state.database, all_calls=bool(app.config["AUDIT_ALL_CALLS"]),
-                                      replayer=state.replayer)
+                                      replayer=state.replayer, journal=journal)

@@ -10,22 +10,28 @@ record lost, and that is logged (type only, no PHI) and counted.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
-import uuid
+import weakref
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Dialect, bindparam, select
 
 from .db import Database
 from .decision import Decision
 from .driver_insert import DriverInsert, Rows, Statement, execute_statements
+from .ids import new_uuid
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
 from .spool import SpoolReplayer
 from .storage_safety import log_safe, storable
+
+if TYPE_CHECKING:
+    from .audit_journal import Journal, Segment
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +133,52 @@ def replay_hook_call(database: Database, row: dict[str, Any]) -> None:
         write_hook_call(connection, row)
 
 
+def write_journal_record(connection: Connection, record: dict[str, Any]) -> None:
+    """One line of the audit journal: the call's audit row and its coverage assertions."""
+    from .crd.store import write_assertions
+
+    if record.get("call") is not None:
+        write_hook_call(connection, record["call"])
+    if record.get("assertions"):
+        write_assertions(connection, record["assertions"])
+
+
+def replay_journal(database: Database, replayer: SpoolReplayer | None, records: list[dict[str, Any]]) -> None:
+    """Store the lines of a journal file left by a process that stopped (idempotent): all in one
+    transaction, or, when that fails, each in its own, a line the database refuses going to the
+    spool. Raises when a line can be neither stored nor spooled (the file is then kept)."""
+    try:
+        with database.write_lock(), database.transaction() as connection:
+            for record in records:
+                write_journal_record(connection, record)
+        return
+    except Exception as exc:
+        log.error("audit journal replay failed (%s); storing its records one by one", type(exc).__name__)
+    unkept = 0
+    for record in records:
+        try:
+            with database.write_lock(), database.transaction() as connection:
+                write_journal_record(connection, record)
+        except Exception as exc:
+            if replayer is None or not _spool_record(replayer, record):
+                unkept += 1
+                log.error("audit journal record not stored: %s", type(exc).__name__)
+    if unkept:
+        raise RuntimeError(f"{unkept} audit journal record(s) could be neither stored nor spooled")
+
+
+def _spool_record(replayer: SpoolReplayer, record: dict[str, Any]) -> bool:
+    """Keep a journal record's parts in the spool; True when every part was kept."""
+    from .crd.store import COVERAGE_ASSERTIONS
+
+    kept = True
+    if record.get("call") is not None:
+        kept = replayer.keep(HOOK_CALL, record["call"]) and kept
+    if record.get("assertions"):
+        kept = replayer.keep(COVERAGE_ASSERTIONS, {"rows": record["assertions"]}) and kept
+    return kept
+
+
 def _assertions_not_kept(exc: Exception, call: HookCall) -> bool:
     """Nothing of the call was written: logged (type only), and False for the caller."""
     log.error("coverage assertions not kept (%s); coverage information withheld (hookInstance=%s)",
@@ -134,14 +186,33 @@ def _assertions_not_kept(exc: Exception, call: HookCall) -> bool:
     return False
 
 
+_JOURNALED: weakref.WeakSet[DatabaseRecorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _settle_journals() -> None:
+    """At exit, what this process answered goes to the database, so its journal file can go
+    (what does not make it in time stays in the file, for the next start)."""
+    for recorder in list(_JOURNALED):
+        recorder.database.writer.settle(timeout=5.0)
+        recorder.journal.close()
+
+
 class DatabaseRecorder:
     """Writes a hook call and one Alert per card in a single transaction, or spools them."""
 
     def __init__(self, database: Database, *, all_calls: bool = False,
-                 replayer: SpoolReplayer | None = None) -> None:
+                 replayer: SpoolReplayer | None = None, journal: Journal | None = None,
+                 max_pending: int = 1_000) -> None:
         self.database = database
         self.all_calls = all_calls
         self.replayer = replayer
+        # With a journal, a call is answered once its records are in it (audit_journal.py);
+        # without one, or with ``max_pending`` writes already waiting, once they have committed.
+        self.journal = journal
+        self.max_pending = max_pending
+        if journal is not None:
+            _JOURNALED.add(self)
         # Per process; see docs/review.md. failures: database writes that failed;
         # spooled: of those, kept in the spool for replay; lost: neither written nor spooled.
         self.failures = 0
@@ -156,7 +227,7 @@ class DatabaseRecorder:
         row, works = None, []
         if call.evaluation.cards or self.all_calls:
             try:
-                row = hook_call_row(call, datetime.now(UTC), str(uuid.uuid4()))
+                row = hook_call_row(call, datetime.now(UTC), new_uuid())
                 works = hook_call_statements(dialect, row)
             except Exception as exc:  # never fail the EHR's call
                 row, works = None, []
@@ -169,6 +240,17 @@ class DatabaseRecorder:
             works = [kept, *works] if kept is not None else works
         if not works:
             return False
+        if self.journal is not None and self.database.writer.pending() < self.max_pending:
+            record = {"call": row, "assertions": also.rows if also is not None else []}
+            try:
+                segment = self.journal.append(record)
+            except Exception as exc:  # a full disk, say: the call waits for the database instead
+                log.error("audit journal write failed (%s); writing to the database before answering",
+                          type(exc).__name__)
+            else:
+                self.database.writer.submit(*works, on_done=partial(self._journaled, segment, record,
+                                                                    call.request.hook_instance))
+                return True
         try:
             self.database.writer.run(*works)
         except Exception as exc:
@@ -179,6 +261,27 @@ class DatabaseRecorder:
         if self.replayer is not None:
             self.replayer.after_success()
         return True
+
+    def _journaled(self, segment: Segment, record: dict[str, Any], hook_instance: str,
+                   error: BaseException | None) -> None:
+        """The writer thread's word on a journaled call: committed, or to the spool."""
+        if error is None:
+            self.journal.committed(segment)
+            if self.replayer is not None:
+                self.replayer.after_success()
+            return
+        from .metrics import count_audit_write_failure
+
+        count_audit_write_failure()
+        kept = self.replayer is not None and _spool_record(self.replayer, record)
+        if kept:  # else the line stays in the journal, stored when the next process starts
+            self.journal.committed(segment)
+        with self._lock:
+            self.failures += 1
+            self.spooled += kept
+        log.error("audit record failed: %s (hookInstance=%s, failures=%d, %s)",
+                  type(error).__name__, log_safe(hook_instance), self.failures,
+                  "kept in the spool for replay" if kept else "kept in the audit journal until the next start")
 
     def _spool(self, row: dict[str, Any], exc: Exception, call: HookCall) -> None:
         """The database refused or failed the row: keep it in the spool for replay, count it."""

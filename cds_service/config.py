@@ -118,6 +118,10 @@ DEFAULTS: dict[str, object] = {
     "SPOOL_DIR": "",
     "SPOOL_MAX_RECORDS": 100_000,  # beyond this, audit records are lost (counted) and feedback gets 503
     "SPOOL_RETRY_SECONDS": 5,  # how often a process with spooled records retries the database
+    # Answer a hook call once its audit records are in the process's journal file in SPOOL_DIR,
+    # and write them to the database a moment later (docs/review.md "Write path"); false: answer
+    # only after the database has committed them.
+    "AUDIT_JOURNAL": True,
     # Feedback limits: longer userComment gets 400; more items per request gets 400.
     "FEEDBACK_MAX_COMMENT_CHARS": 2000,
     "FEEDBACK_MAX_ITEMS": 100,

@@ -94,8 +94,14 @@ class Database:
         return self._writers.held()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session committed on success and rolled back on error."""
+    def session(self, settle: bool = True) -> Iterator[Session]:
+        """A session committed on success and rolled back on error.
+
+        With ``settle``, it first waits (up to a few seconds) for the audit writes this process
+        has queued (the audit journal answers before they commit), so a reader in this process
+        sees every call it answered; ``settle=False`` for reads on the hook call's own path."""
+        if settle:
+            self.writer.settle()
         with self._sessions() as session, session.begin():
             yield session
 

@@ -23,6 +23,7 @@ run again: it may have reached the database, and a write must never be stored tw
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from .db import Database
+
+log = logging.getLogger(__name__)
 
 WRITE_WAIT_S = 40.0  # longer than SQLite's busy timeout and PostgreSQL's connect timeout
 
@@ -59,6 +62,8 @@ class _Pending:
     works: list[Work]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    # Called by the writer thread once the write committed (None) or failed (the error).
+    on_done: Callable[[BaseException | None], None] | None = None
 
 
 class GroupCommitWriter:
@@ -70,6 +75,7 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._thread: threading.Thread | None = None
+        self._writing: _Pending | None = None  # the last write of the batch being written
         self._pid = os.getpid()
 
     def run(self, *works: Work, timeout: float = WRITE_WAIT_S) -> None:
@@ -82,11 +88,7 @@ class GroupCommitWriter:
         caller that answers differently after a TimeoutError does not have its first answer
         committed behind its back, unless a transaction hung past both waits.
         """
-        item = _Pending(list(works))
-        with self._cond:
-            self._ensure_thread()
-            self._queue.append(item)
-            self._cond.notify()
+        item = self._enqueue(_Pending(list(works)))
         if not item.done.wait(timeout):
             with self._cond:
                 queued = item in self._queue
@@ -97,9 +99,32 @@ class GroupCommitWriter:
         if item.error is not None:
             raise item.error
 
+    def submit(self, *works: Work, on_done: Callable[[BaseException | None], None]) -> None:
+        """Queue ``works`` without waiting: ``on_done`` is called from the writer thread with
+        None once they have committed, or with the error (the audit journal's way in)."""
+        self._enqueue(_Pending(list(works), on_done=on_done))
+
+    def pending(self) -> int:
+        """Writes queued and not yet taken into a transaction."""
+        return len(self._queue)
+
+    def settle(self, timeout: float = 5.0) -> bool:
+        """Wait until every write queued before this call has committed or failed (False if
+        that took longer than ``timeout``): what this process answered is then readable."""
+        with self._cond:
+            last = self._queue[-1] if self._queue else self._writing
+        return last is None or last.done.wait(timeout)
+
+    def _enqueue(self, item: _Pending) -> _Pending:
+        with self._cond:
+            self._ensure_thread()
+            self._queue.append(item)
+            self._cond.notify()
+        return item
+
     def _ensure_thread(self) -> None:  # holds self._cond
         if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
-            self._pid, self._thread, self._queue = os.getpid(), None, []
+            self._pid, self._thread, self._queue, self._writing = os.getpid(), None, [], None
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="cds-group-commit", daemon=True)
             self._thread.start()
@@ -110,6 +135,7 @@ class GroupCommitWriter:
                 while not self._queue:
                     self._cond.wait()
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                self._writing = batch[-1]
             self._write_batch(batch)
 
     def _write_batch(self, batch: list[_Pending]) -> None:
@@ -135,4 +161,9 @@ class GroupCommitWriter:
                         item.error = item_exc
         finally:
             for item in batch:
+                if item.on_done is not None:
+                    try:
+                        item.on_done(item.error)
+                    except Exception:  # the writer thread must go on
+                        log.exception("a group-commit completion failed")
                 item.done.set()

@@ -152,7 +152,7 @@ class DatabaseReplayCache:
             set_={"expires_at": statement.excluded.expires_at},
             where=table.c.expires_at <= now,
         ).returning(table.c.token_key)  # a row back = inserted or taken over; none = seen
-        with self._database.session() as session:
+        with self._database.session(settle=False) as session:
             accepted = session.execute(statement).first() is not None
         self._maybe_purge(now)
         return accepted
@@ -163,7 +163,7 @@ class DatabaseReplayCache:
             return
         try:
             self._next_purge = now + PURGE_INTERVAL_S
-            with self._database.session() as session:
+            with self._database.session(settle=False) as session:
                 session.execute(delete(SeenToken).where(SeenToken.expires_at <= now))
         except SQLAlchemyError as exc:
             log.warning("purging expired jtis failed (%s)", type(exc).__name__)
@@ -216,7 +216,7 @@ class SharedCooldown:
             where=table.c.not_before <= now,
         ).returning(table.c.name)
         try:
-            with self._database.session() as session:
+            with self._database.session(settle=False) as session:
                 return session.execute(statement).first() is not None
         except SQLAlchemyError as exc:
             log.warning("shared cooldown unavailable (%s); using this process's", type(exc).__name__)

@@ -65,6 +65,7 @@ def test_a_newline_in_hook_instance_cannot_forge_a_log_line(database_url, tmp_pa
     body["hookInstance"] = "abc\nERROR cds_service.audit: FORGED"
     with caplog.at_level(logging.INFO):
         assert len(call(app.test_client(), body)) == 1
+        assert app.extensions["cds"].database.writer.settle()  # the journaled write has failed
     messages = [r.getMessage() for r in caplog.records]
     assert any("audit record failed" in m for m in messages)
     assert not any("\n" in m for m in messages)

@@ -72,10 +72,12 @@ def test_a_recording_failure_still_answers_with_cards_and_is_counted(storage_app
     recorder = storage_app.extensions["cds"].recorder
     body = hook_request(patient="pat-secret-99")
     with caplog.at_level(logging.ERROR):
-        cards = call(storage_app.test_client(), body)
+        cards = call(storage_app.test_client(), body)  # answered once in the audit journal
+        assert storage_app.extensions["cds"].database.writer.settle()  # the write has now failed
     assert len(cards) == 1
     assert (recorder.failures, recorder.spooled, recorder.lost) == (1, 1, 0)
-    assert storage_app.extensions["cds"].replayer.spool.pending() == 1  # kept, not lost
+    # Kept, not lost: the audit record, and the coverage assertions given with the answer.
+    assert storage_app.extensions["cds"].replayer.spool.pending() == 2
     assert "audit record failed" in caplog.text
     assert "pat-secret-99" not in caplog.text
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from cds_service import create_app
 from cds_service.db import Database
-from cds_service.models import Alert, Feedback, HookCallRecord
+from cds_service.models import Alert, CoverageAssertionRecord, Feedback, HookCallRecord
 
 from .review_support import ORDER_SIGN, call, hook_request, override
 from .servers import free_port, running_server
@@ -29,10 +29,11 @@ FEEDBACK_URL = f"/cds-services/{ORDER_SIGN}/feedback"
 UNREACHABLE = "postgresql+psycopg://cds@127.0.0.1:9/nowhere"  # nothing listens on the discard port
 
 
-def _counts(database: Database) -> tuple[int, int, int]:
+def _counts(database: Database) -> tuple[int, ...]:
+    """Rows of hook_call, alert, feedback and coverage_assertion."""
     with database.session() as session:
         return tuple(session.scalar(select(func.count()).select_from(m))  # type: ignore[return-value]
-                     for m in (HookCallRecord, Alert, Feedback))
+                     for m in (HookCallRecord, Alert, Feedback, CoverageAssertionRecord))
 
 
 @contextmanager
@@ -55,26 +56,30 @@ def test_records_spooled_during_an_outage_are_written_once_when_the_database_is_
     client = app.test_client()
     with _outage(state.database):
         cards = [call(client, hook_request())[0] for _ in range(3)]  # answered with cards all the same
+        assert state.database.writer.settle()  # their journaled writes have failed and been spooled
         for card in cards:
             response = client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"], comment="PA ok")]})
             assert response.status_code == 200 and response.get_json()["spooled"] == 1
     assert state.recorder.spooled == 3 and state.recorder.lost == 0
-    assert state.replayer.spool.pending() == 6
-    assert state.replayer.replay_now() == 6
-    assert _counts(state.database) == (3, 3, 3)
+    # Per call, its audit record and its coverage assertions (given with the answer, kept since
+    # the audit journal took them); and the three feedback posts.
+    assert state.replayer.spool.pending() == 9
+    assert state.replayer.replay_now() == 9
+    assert _counts(state.database) == (3, 3, 3, 3)
     rows = {r.card_uuid: r for r in _rows(state.database)}
     assert all(rows[c["uuid"]].user_comment == "PA ok" and not rows[c["uuid"]].unknown_card for c in cards)
     # A crash between the database's commit and the spool's delete replays a record again: no double.
     spool = state.replayer.spool
     with _outage(state.database):
         call(client, hook_request())
+        assert state.database.writer.settle()
         client.post(FEEDBACK_URL, json={"feedback": [override(cards[0]["uuid"], comment="again")]})
     payloads = _spooled(spool)
-    assert spool.replay(state.replayer.handlers) == 2
+    assert spool.replay(state.replayer.handlers) == 3
     for kind, payload in payloads:
         spool.put(kind, payload)
-    assert spool.replay(state.replayer.handlers) == 2
-    assert _counts(state.database) == (4, 4, 4)
+    assert spool.replay(state.replayer.handlers) == 3
+    assert _counts(state.database) == (4, 4, 4, 4)
 
 
 def test_feedback_that_can_be_neither_stored_nor_spooled_gets_503_with_retry_after(database_url, tmp_path):
@@ -83,10 +88,15 @@ def test_feedback_that_can_be_neither_stored_nor_spooled_gets_503_with_retry_aft
     with _outage(app.extensions["cds"].database):
         response = app.test_client().post(FEEDBACK_URL, json={"feedback": [override(str(uuid.uuid4()))]})
         assert len(call(app.test_client(), hook_request())) == 1  # the EHR still gets its card
+        assert app.extensions["cds"].database.writer.settle()
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     assert response.get_json()["resourceType"] == "OperationOutcome"
-    assert app.extensions["cds"].recorder.lost == 1
+    recorder = app.extensions["cds"].recorder
+    # Neither the database nor the full spool took the audit record: it stays in the audit
+    # journal (stored by the next process to start), so nothing is lost.
+    assert (recorder.failures, recorder.spooled, recorder.lost) == (1, 0, 0)
+    assert [len(p.read_text().splitlines()) for p in tmp_path.glob("cds-journal-*.jsonl")] == [1]
 
 
 def test_a_spooled_record_the_database_refuses_does_not_block_the_others(tmp_path):
@@ -97,6 +107,7 @@ def test_a_spooled_record_the_database_refuses_does_not_block_the_others(tmp_pat
     client = app.test_client()
     with _outage(app.extensions["cds"].database):
         call(client, hook_request())
+        assert app.extensions["cds"].database.writer.settle()
     for _ in range(5):
         replayer.replay_now()
     assert _counts(app.extensions["cds"].database)[0] == 1
@@ -211,7 +222,7 @@ def test_stopping_postgresql_under_a_running_server_loses_and_doubles_nothing(st
         phase("after")
         database = Database(stoppable_postgres.url.replace("postgresql://", "postgresql+psycopg://"))
         deadline = time.monotonic() + 60
-        while _counts(database) != (3 * ROUND,) * 3 and time.monotonic() < deadline:
+        while _counts(database) != (3 * ROUND,) * 4 and time.monotonic() < deadline:
             time.sleep(0.5)
         counts = _counts(database)
         with database.session() as session:
@@ -222,9 +233,9 @@ def test_stopping_postgresql_under_a_running_server_loses_and_doubles_nothing(st
     log = (tmp_path / "server.log").read_text(errors="replace")
     print(f"outage test: sent {3 * ROUND} hook calls and feedback items ({ROUND} while PostgreSQL was "
           f"stopped; slowest hook call then {slowest_during:.2f} s); stored hook calls, alerts, "
-          f"feedback = {counts}")
+          f"feedback, coverage assertions = {counts}")
     assert spooled_during == ROUND  # the outage was real: feedback went to the spool
     assert log.count("kept in the spool for replay") >= ROUND and "record lost" not in log
-    assert counts == (3 * ROUND,) * 3  # nothing lost, nothing doubled
+    assert counts == (3 * ROUND,) * 4  # nothing lost, nothing doubled
     assert stored_cards == set(sent_cards)
     assert linked == 3 * ROUND  # every feedback item found its card, comment kept

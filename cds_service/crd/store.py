@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 
 from ..db import Database
 from ..driver_insert import DriverInsert, Rows
@@ -32,6 +32,32 @@ def assertion_writer(assertions: list[Assertion], *, hook_instance: str, service
         for a in assertions
     ]
     return Rows(_INSERT, rows)
+
+
+COVERAGE_ASSERTIONS = "coverage_assertions"  # spool record kind
+
+
+def write_assertions(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Store assertion rows read back from the audit journal or the spool, unless their
+    ``assertion_id`` is stored already (all rows of one id are written together, by one call:
+    a row replayed after its transaction committed is not stored twice)."""
+    table = CoverageAssertionRecord.__table__
+    ids = {row["assertion_id"] for row in rows}
+    stored = set(connection.scalars(select(table.c.assertion_id).where(table.c.assertion_id.in_(ids)))) \
+        if ids else set()
+    fresh = [dict(row, created_at=_as_datetime(row["created_at"])) for row in rows
+             if row["assertion_id"] not in stored]
+    if fresh:
+        connection.execute(insert(table), fresh)
+
+
+def replay_assertions(database: Database, payload: dict[str, Any]) -> None:
+    with database.transaction() as connection:
+        write_assertions(connection, payload["rows"])
+
+
+def _as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:

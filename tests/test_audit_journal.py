@@ -1,0 +1,203 @@
+"""The audit journal: a call is answered once its records are in a file; nothing is lost or doubled.
+
+Processes that "die" here are forked children that leave with ``os._exit`` before their writer
+could commit, so their journal file is left behind with its lock released, as after SIGKILL
+(tests/test_crash_durability.py kills a real server with kill -9).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cds_service import create_app
+from cds_service.audit_journal import Journal, journal_prefix
+from cds_service.models import Alert, CoverageAssertionRecord, HookCallRecord
+
+from .review_support import call, hook_request
+
+URL = "sqlite:////tmp/journal-test.db"
+
+
+def _in_dead_child(work) -> None:
+    """Run ``work`` in a forked process that then ends without any clean-up (no atexit)."""
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)  # a child that hangs is killed, and the test fails instead of waiting
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("cds-journal-*.jsonl"))
+
+
+def test_a_line_is_in_the_file_before_append_returns_and_the_file_goes_once_all_have_committed(tmp_path):
+    journal = Journal(tmp_path, URL)
+    segment = journal.append({"call": {"record_key": "a"}, "assertions": []})
+    (path,) = _files(tmp_path)
+    assert path.read_bytes() == b'{"call":{"record_key":"a"},"assertions":[]}\n'
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds what the audit database holds
+    journal.close()
+    assert _files(tmp_path) == [path]  # a line not yet committed keeps the file
+    journal.committed(segment)
+    assert _files(tmp_path) == []
+
+
+def test_the_files_of_a_process_that_died_are_replayed_oldest_first_and_deleted(tmp_path):
+    def write_and_die() -> None:
+        journal = Journal(tmp_path, URL)
+        journal.append({"n": 1})
+        journal.append({"n": 2})
+
+    _in_dead_child(write_and_die)
+    _in_dead_child(write_and_die)
+    replayed: list[list[dict]] = []
+    assert Journal(tmp_path, URL).recover(replayed.append) == 4
+    assert replayed == [[{"n": 1}, {"n": 2}], [{"n": 1}, {"n": 2}]]
+    assert _files(tmp_path) == []
+
+
+def test_a_live_process_file_and_another_databases_files_are_left_alone(tmp_path):
+    live = Journal(tmp_path, URL)
+    live.append({"n": 1})
+    _in_dead_child(lambda: Journal(tmp_path, "sqlite:////tmp/other.db").append({"n": 2}))
+    replayed: list[list[dict]] = []
+    assert Journal(tmp_path, URL).recover(replayed.append) == 0
+    assert replayed == []
+    assert len(_files(tmp_path)) == 2
+    assert journal_prefix(URL) != journal_prefix("sqlite:////tmp/other.db")
+
+
+def test_a_file_whose_replay_fails_is_kept_for_the_next_start(tmp_path):
+    _in_dead_child(lambda: Journal(tmp_path, URL).append({"n": 1}))
+
+    def refuse(records: list[dict]) -> None:
+        raise RuntimeError("database refused")
+
+    with pytest.raises(RuntimeError):
+        Journal(tmp_path, URL).recover(refuse)
+    assert len(_files(tmp_path)) == 1
+    assert Journal(tmp_path, URL).recover(lambda records: None) == 1
+    assert _files(tmp_path) == []
+
+
+def test_a_last_line_cut_short_is_skipped_with_a_warning(tmp_path, caplog):
+    _in_dead_child(lambda: Journal(tmp_path, URL).append({"n": 1}))
+    (path,) = _files(tmp_path)
+    with path.open("ab") as file:
+        file.write(b'{"n": 2, "cut')  # a power loss mid-write: that call was never answered
+    replayed: list[list[dict]] = []
+    assert Journal(tmp_path, URL).recover(replayed.append) == 1
+    assert replayed == [[{"n": 1}]]
+    assert "incomplete" in caplog.text
+
+
+def test_a_file_older_than_a_few_seconds_whose_lines_all_committed_is_replaced(tmp_path, monkeypatch):
+    import cds_service.audit_journal as module
+
+    journal = Journal(tmp_path, URL)
+    journal.committed(journal.append({"n": 1}))
+    (first,) = _files(tmp_path)
+    monkeypatch.setattr(module, "SEGMENT_MAX_AGE_S", 0.0)
+    journal.append({"n": 2})
+    (second,) = _files(tmp_path)
+    assert second != first and second.read_bytes() == b'{"n":2}\n'
+
+
+def _app(tmp_path: Path, **config):
+    return create_app({"TESTING": True, "AUTH_ENABLED": False, "SECRET_KEY": "s",
+                       "DATABASE_URL": f"sqlite:///{tmp_path / 'audit.db'}", "SPOOL_DIR": str(tmp_path),
+                       **config})
+
+
+def _stored(app) -> tuple[int, int, int]:
+    with app.extensions["cds"].database.session() as session:
+        return tuple(session.scalar(select(func.count()).select_from(m))  # type: ignore[return-value]
+                     for m in (HookCallRecord, Alert, CoverageAssertionRecord))
+
+
+def test_calls_answered_by_a_process_that_died_before_its_writes_committed_are_stored_at_the_next_start(tmp_path):
+    _app(tmp_path)  # the schema, made before the "worker" forks
+    answered: list[str] = []
+    read_end, write_end = os.pipe()
+
+    def answer_and_die() -> None:
+        app = _app(tmp_path)
+        app.extensions["cds"].database.writer.submit = lambda *works, on_done: None  # never commits
+        for _ in range(3):
+            (card,) = call(app.test_client(), hook_request())
+            os.write(write_end, card["uuid"].encode() + b"\n")
+
+    _in_dead_child(answer_and_die)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answered = pipe.read().split()
+    assert len(answered) == 3 and len(_files(tmp_path)) == 1
+
+    restarted = _app(tmp_path)  # recovers the dead process's journal before it serves
+    assert _stored(restarted) == (3, 3, 3)
+    with restarted.extensions["cds"].database.session() as session:
+        assert set(session.scalars(select(Alert.card_uuid))) == set(answered)
+    assert _files(tmp_path) == []
+
+
+def test_a_replayed_line_whose_transaction_had_committed_is_not_stored_twice(tmp_path):
+    _app(tmp_path)
+
+    def answer_commit_and_die() -> None:
+        app = _app(tmp_path)
+        journal = app.extensions["cds"].recorder.journal
+        journal.committed = lambda segment: None  # died between the commit and forgetting the line
+        call(app.test_client(), hook_request())
+        assert app.extensions["cds"].database.writer.settle()
+
+    _in_dead_child(answer_commit_and_die)
+    assert len(_files(tmp_path)) == 1
+    restarted = _app(tmp_path)
+    assert _stored(restarted) == (1, 1, 1)
+    assert _files(tmp_path) == []
+
+
+def test_without_the_journal_a_call_is_answered_only_after_its_records_committed(tmp_path):
+    app = _app(tmp_path, AUDIT_JOURNAL="false")
+    writer = app.extensions["cds"].database.writer
+    assert app.extensions["cds"].recorder.journal is None
+    writer.settle = lambda timeout=5.0: True  # a read that does not wait: what it sees was committed
+    call(app.test_client(), hook_request())
+    assert _stored(app) == (1, 1, 1)
+    assert _files(tmp_path) == []
+
+
+def test_a_reader_in_the_process_sees_every_call_it_answered(tmp_path):
+    app = _app(tmp_path)
+    for _ in range(5):
+        call(app.test_client(), hook_request())
+    assert _stored(app) == (5, 5, 5)  # Database.session() settles this process's writes first
+
+
+def test_a_line_that_could_not_be_written_is_not_owed_and_later_lines_go_to_a_new_file(tmp_path, monkeypatch):
+    import cds_service.audit_journal as module
+
+    journal = Journal(tmp_path, URL)
+    journal.append({"n": 1})
+    (first,) = _files(tmp_path)
+    real_write = os.write
+    monkeypatch.setattr(module.os, "write", lambda fd, data: real_write(fd, data[:5]))  # a full disk
+    with pytest.raises(OSError):
+        journal.append({"n": 2})
+    monkeypatch.setattr(module.os, "write", real_write)
+    journal.append({"n": 3})
+    second = [p for p in _files(tmp_path) if p != first]
+    assert len(second) == 1 and second[0].read_bytes() == b'{"n":3}\n'
+    assert first.read_bytes() == b'{"n":1}\n{"n":'  # recovery skips the cut line, keeps {"n": 1}
