@@ -6,12 +6,12 @@ Recording (audit) happens in the HTTP layer after this returns.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+import orjson
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.dosage import DosageDoseAndRate
 from fhir.resources.R4B.reference import Reference
@@ -25,6 +25,7 @@ from .errors import ApiError, Issue
 from .fhir_shape import normalize_resource
 from .gather import DataSource, build_index
 from .hook_request import HookRequest
+from .ids import new_uuid as random_uuid
 from .indications import order_indications, problem_list_codes
 from .knowledge import Knowledge
 from .policy_choice import PolicySettings, choose_policy, order_date
@@ -99,15 +100,47 @@ def _validate_orders(orders: tuple[tuple[str, dict], ...]) -> None:
     issues = []
     for order_ref, order in orders:
         for part, model, value in _read_parts(order):
-            try:
-                model.model_validate(value)
-            except ValidationError as exc:
-                for err in exc.errors()[:5]:
-                    where = ".".join([part, *(str(p) for p in err["loc"])])
-                    issues.append(Issue(f"{order_ref}: {where}: {err['msg']}",
-                                        expression=(f"{order_ref}.{where}",)))
+            for loc, message in validation_errors(model, value):
+                where = ".".join([part, *loc])
+                issues.append(Issue(f"{order_ref}: {where}: {message}", expression=(f"{order_ref}.{where}",)))
     if issues:
         raise ApiError(400, issues)
+
+
+_Errors = tuple[tuple[tuple[str, ...], str], ...]
+_VALIDATED: dict[tuple[type[BaseModel], bytes], _Errors] = {}
+VALIDATED_MAX = 4096  # distinct (model, JSON) pairs remembered per process; then it starts again
+
+
+def validation_errors(model: type[BaseModel], value: Any) -> _Errors:
+    """The first five errors of validating ``value`` with ``model`` (locations and messages).
+
+    R4B validation is a pure function of the JSON, and the parts an EHR sends for these orders
+    repeat (the same drug coding, route, reason codes and dose forms in order after order), so
+    the outcome is remembered per exact JSON text (orjson, keys in the order sent), up to
+    ``VALIDATED_MAX`` of them: a part seen before costs one serialisation instead of a model
+    validation (about 60 µs each). A value orjson cannot write (an integer beyond 64 bits) or
+    writes as ``null`` (also NaN and infinities, which must not share an outcome with null) is
+    validated every time."""
+    try:
+        text = orjson.dumps(value)
+        key = (model, text) if b"null" not in text else None
+    except TypeError:
+        key = None
+    if key is not None:
+        known = _VALIDATED.get(key)
+        if known is not None:
+            return known
+    try:
+        model.model_validate(value)
+        errors: _Errors = ()
+    except ValidationError as exc:
+        errors = tuple((tuple(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()[:5])
+    if key is not None:
+        if len(_VALIDATED) >= VALIDATED_MAX:
+            _VALIDATED.clear()
+        _VALIDATED[key] = errors
+    return errors
 
 
 def normalize_request(request: HookRequest) -> HookRequest:
@@ -131,7 +164,7 @@ def evaluate(
     card_text: CardText,
     default_policy_id: str | PolicySettings,
     data_source_factory: Callable[..., DataSource] = DataSource,
-    new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    new_uuid: Callable[[], str] = random_uuid,
     max_cards: int | None = None,
     today: date | None = None,
     card_reserve: Callable[[Decision, tuple[CoverageMatch, ...]], int] | None = None,

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -15,6 +14,7 @@ from typing import Any
 from ..card_render import CardText, render_card
 from ..decision import Decision
 from ..hook_request import HookRequest
+from ..ids import new_uuid
 from ..pipeline import Evaluation
 from ..resource_index import draft_order_entries
 from ..screening import order_reference
@@ -163,5 +163,5 @@ def respond(request: HookRequest, evaluation: Evaluation, *, client_iss: str | N
         settings = replace(settings, coverage_info=False)
     topic = card_topic(settings, client_iss, config.get("CARD_TOPIC_BY_ISS"))
     body, shaped, assertions = build(request, evaluation, settings, topic,
-                                     date.today().isoformat(), lambda: str(uuid.uuid4()), card_text)
+                                     date.today().isoformat(), new_uuid, card_text)
     return CrdResponse(body, shaped, assertions, settings)
