@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from .errors import _ISSUE_CODE_BY_STATUS, Issue, operation_outcome
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0  # seconds before a worker that died is started again
+SEND_BYTES = 64 * 1024  # see make_server
 
 
 class OutcomeErrorTask(ErrorTask):
@@ -62,6 +64,20 @@ class DeadlineChannel(HTTPChannel):
 
     error_task_class = OutcomeErrorTask
     request_started: float | None = None
+
+    def writable(self) -> bool:
+        """Not writable while a task is running and its output is below ``send_bytes``.
+
+        waitress's ``handle_write`` sends nothing in that state (it waits for the task, which
+        pulls the server's trigger when it is done), but its ``writable`` still says yes. The
+        socket is writable at once, so the main loop spun on ``select`` until the task ended,
+        fighting the request threads for the GIL: measured with one worker and one thread, the
+        main thread used a whole core and an in-scope call 10 ms (bench/README.md). The answer is
+        the same as waitress's in every state in which ``handle_write`` would do something."""
+        if (self.requests and self.total_outbufs_len < self.adj.send_bytes
+                and not (self.will_close or self.close_when_flushed)):
+            return False
+        return bool(super().writable())
 
     def received(self, data: bytes) -> bool:
         if data and self.request is None:
@@ -155,9 +171,8 @@ def _quiet_queue_warnings() -> None:
         queue_log.addFilter(OncePerInterval())
 
 
-def make_server(app: Callable, sock: socket.socket, options: ServeOptions) -> DeadlineServer:
-    _quiet_queue_warnings()
-    adj = Adjustments(
+def _adjustments(sock: socket.socket, options: ServeOptions) -> Adjustments:
+    return Adjustments(
         sockets=[sock],
         threads=options.threads,
         channel_timeout=int(max(1, options.idle_timeout)),
@@ -167,11 +182,23 @@ def make_server(app: Callable, sock: socket.socket, options: ServeOptions) -> De
         max_request_header_size=options.max_header_bytes,
         max_request_body_size=options.max_body_bytes,
         backlog=options.backlog,
+        # A task thread hands its answer to the main loop instead of sending it itself (waitress's
+        # default, 1, made every request thread call send(), release the GIL and wait to get it
+        # back while the main loop ran); with DeadlineChannel.writable the main loop sends it once
+        # the task is done. An answer larger than this is still sent by the task as it is written.
+        send_bytes=SEND_BYTES,
         ident="cds-service",
         # No client address or URL in waitress's own log lines; the app logs what it needs.
         log_untrusted_proxy_headers=False,
         expose_tracebacks=False,
     )
+
+
+def make_server(app: Callable, sock: socket.socket, options: ServeOptions) -> DeadlineServer:
+    _quiet_queue_warnings()
+    with warnings.catch_warnings():  # send_bytes is deprecated in waitress 3 (still honoured)
+        warnings.filterwarnings("ignore", "send_bytes", DeprecationWarning)
+        adj = _adjustments(sock, options)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     server = DeadlineServer(app, {}, True, sock, dispatcher=dispatcher, adj=adj, bind_socket=False,

@@ -187,3 +187,29 @@ def test_waitress_queue_depth_warnings_are_let_through_once_a_minute_not_once_a_
     fresh = OncePerInterval(interval=60)
     record = logging.LogRecord("waitress.queue", logging.WARNING, __file__, 1, "Task queue depth is 3", (), None)
     assert [fresh.filter(record) for _ in range(3)] == [True, False, False]
+
+
+def test_the_main_loop_does_not_wait_on_a_socket_while_a_task_is_still_writing_its_answer():
+    """waitress's own writable() says yes while a task runs with its answer buffered, although
+    handle_write then sends nothing: the main loop spun on select, taking the GIL from the task."""
+    from cds_service.serving import ServeOptions, bind, make_server
+
+    options = ServeOptions(port=0, threads=1)
+    server = make_server(lambda environ, start_response: [], bind(options), options)
+    ours, theirs = socket.socketpair()
+    try:
+        channel = server.channel_class(server, ours, ("127.0.0.1", 1), server.adj, map={})
+        assert not channel.writable()  # nothing to send
+        channel.requests = [object()]  # a task is running ...
+        channel.outbufs[-1].append(b"HTTP/1.1 200 OK\r\n")  # ... and has written part of its answer
+        channel.total_outbufs_len = 17
+        assert not channel.writable()  # the task thread pulls the trigger when it is done
+        channel.requests = []  # done: the main loop sends the answer
+        assert channel.writable()
+        channel.requests = [object()]
+        channel.close_when_flushed = True  # closing is still the main loop's
+        assert channel.writable()
+    finally:
+        ours.close()
+        theirs.close()
+        server.close()
