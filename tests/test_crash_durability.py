@@ -2,7 +2,8 @@
 
 ``cds-service serve --workers 2`` with the default SQLite audit trail takes in-scope calls from
 several client threads; the whole process group is SIGKILLed while calls are in flight; the
-server is started again on the same files (the spool is replayed at start). Every call that was
+server is started again on the same files (the audit journal files the killed workers left, and
+the spool, are replayed at start). Every call that was
 answered with a card must then be in ``hook_call``, with its alert. Bounded: about 15 s.
 """
 
@@ -81,6 +82,9 @@ def test_kill_9_mid_load_loses_no_answered_record(tmp_path):
             client.join(10)
     killed_at = len(answered)
     assert killed_at >= 20, f"only {killed_at} calls answered before the kill: the load did not run"
+    only_in_journal = len(set(answered) - _stored(tmp_path / "audit.sqlite3")[0])
+    left = list(tmp_path.glob("cds-journal-*.jsonl"))
+    assert left, "the killed workers left no audit journal file"
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -92,5 +96,8 @@ def test_kill_9_mid_load_loses_no_answered_record(tmp_path):
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+    print(f"crash test: {killed_at} calls answered before kill -9, {only_in_journal} of them only in the "
+          f"{len(left)} journal file(s) left; after the restart {len(missing)} missing")
     assert not missing, f"{len(missing)} of {killed_at} answered calls have no audit record"
+    assert not set(left) & set(tmp_path.glob("cds-journal-*.jsonl"))  # stored, then deleted
     assert alerts >= killed_at  # each answered call's card is stored with it
