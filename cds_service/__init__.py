@@ -66,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .fhir_client import FhirSettings
     from .fhir_source import FhirDataSource
     from .http_policy import init_http
+    from .json_text import FastJSONProvider
     from .policy_choice import PolicySettings
     from .proxy import init_proxy
 
@@ -74,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("CDS_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True,
                 instance_path=str(Path(instance_path).resolve()) if instance_path else None)
+    app.json = FastJSONProvider(app)  # the same JSON text, written by orjson (json_text.py)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env(prefix="CDS")
     if config:

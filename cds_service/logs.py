@@ -12,7 +12,6 @@ A JSON formatter is a dozen lines over :mod:`json`; a dependency for it would be
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from .background import BatchWorker
+from .json_text import ascii_json
 
 LOG_FORMATS = ("json", "text")
 _HANDLER_NAME = "cds_service"
@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
         line.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, separators=(",", ":"), default=str)
+        return ascii_json(line, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -1,0 +1,52 @@
+"""JSON text as the standard library writes it (``ensure_ascii``, compact), written by orjson.
+
+Served, the standard library's encoder was a tenth of an in-scope call's CPU (the response body,
+sorted keys, and the log line); orjson writes the same text in a fraction of the time. Non-ASCII
+characters are escaped as ``\\uXXXX`` (surrogate pairs beyond the BMP), exactly as ``json.dumps``
+does by default, so responses and log lines stay the text they were, but for how a float may be
+written (``0.00001`` where the standard library writes ``1e-05``: the same number); whatever
+orjson refuses (integers beyond 64 bits, non-string keys) goes to the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flask.json.provider import DefaultJSONProvider
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_COMPACT = (",", ":")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def ascii_json(value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> str:
+    """``json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=default)``."""
+    option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+    if sort_keys:
+        option |= orjson.OPT_SORT_KEYS
+    try:
+        text = orjson.dumps(value, default=default, option=option).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value, separators=_COMPACT, sort_keys=sort_keys, default=default)
+    return text if text.isascii() else _NON_ASCII.sub(_escape, text)
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, with compact output (every response out of debug mode) written by
+    :func:`ascii_json`: the same text, sorted keys and Flask's ``default`` for other types."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs == {"separators": _COMPACT} and self.ensure_ascii:
+            return ascii_json(obj, sort_keys=self.sort_keys, default=self.default)
+        return super().dumps(obj, **kwargs)
