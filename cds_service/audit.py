@@ -190,9 +190,10 @@ _JOURNALED: weakref.WeakSet[DatabaseRecorder] = weakref.WeakSet()
 
 
 @atexit.register
-def _settle_journals() -> None:
-    """At exit, what this process answered goes to the database, so its journal file can go
-    (what does not make it in time stays in the file, for the next start)."""
+def settle_journals() -> None:
+    """When a process stops (at exit; a served worker calls it itself), what it answered goes to
+    the database, so its journal file can go (what does not make it in time stays in the file,
+    for the next start)."""
     for recorder in list(_JOURNALED):
         recorder.database.writer.settle(timeout=5.0)
         recorder.journal.close()

@@ -138,8 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"WARNING: {warning}", file=sys.stderr)
     # One process with threads by default: the hook mostly waits on the EHR's FHIR server, which
     # threads overlap well. Slow or idle connections cost no thread (cds_service/serving.py).
+    from .audit import settle_journals
+
     options = ServeOptions.from_config(app.config, host=args.host, port=args.port,
-                                       workers=args.workers, threads=args.threads)
+                                       workers=args.workers, threads=args.threads, on_stop=settle_journals)
     if options.workers > 1:
         from . import close_connections
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,9 +146,22 @@ def parse_feedback(body: Any, max_items: int = 100, max_comment: int = 2000) -> 
     return items
 
 
+CARD_WAIT_S = 0.5  # how long feedback waits for a card another worker answered to be committed
+_CARD_POLL_S = 0.025
+
+
 def store_feedback(database: Any, service_id: str, items: list[FeedbackItem], client_iss: str | None,
-                   max_unknown_per_day: int = 1000, received_at: datetime | None = None) -> int:
-    """Insert items not seen before; returns how many were new."""
+                   max_unknown_per_day: int = 1000, received_at: datetime | None = None,
+                   card_wait: float = 0.0) -> int:
+    """Insert items not seen before; returns how many were new.
+
+    ``card_wait``: with the audit journal a call is answered a moment before its card is in the
+    database, and feedback answered by another worker can come in that moment (this worker's own
+    calls are settled by ``Database.session``); so a card not found yet is looked for again for up
+    to ``card_wait`` seconds before the feedback is kept as for an unknown card (without its
+    comment). Only feedback naming a card not yet stored waits."""
+    if card_wait > 0:
+        _wait_for_cards(database, {i.card for i in items}, card_wait)
     with database.session() as session:
         return write_feedback(session, service_id, items, client_iss, received_at or datetime.now(UTC),
                               max_unknown_per_day)
@@ -213,6 +227,16 @@ def feedback_payload(service_id: str, items: list[FeedbackItem], client_iss: str
             "items": [i.normalized() for i in items]}
 
 
+def _wait_for_cards(database: Any, cards: set[str], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        with database.session() as session:
+            found = set(session.scalars(select(Alert.card_uuid).where(Alert.card_uuid.in_(cards))))
+        if found >= cards or time.monotonic() >= deadline:
+            return
+        time.sleep(_CARD_POLL_S)
+
+
 def replay_feedback(database: Any, max_unknown_per_day: int, payload: dict[str, Any]) -> None:
     items = [FeedbackItem.from_normalized(i) for i in payload["items"]]
     store_feedback(database, payload["service_id"], items, payload["client_iss"], max_unknown_per_day,
@@ -248,7 +272,8 @@ def receive_feedback(service_id: str):
         from .metrics import counting_feedback_failures  # not at import time: see cds_service.metrics
         with counting_feedback_failures():
             stored = store_feedback(state.database, service_id, items, client_iss,
-                                    int(config["FEEDBACK_MAX_UNKNOWN_PER_DAY"]), received_at)
+                                    int(config["FEEDBACK_MAX_UNKNOWN_PER_DAY"]), received_at,
+                                    card_wait=CARD_WAIT_S if getattr(state.recorder, "journal", None) else 0.0)
     except Exception as exc:  # the database is unavailable or refused the write
         log.error("feedback write failed: %s", type(exc).__name__)
         payload = feedback_payload(service_id, items, client_iss, received_at)

@@ -115,6 +115,7 @@ class ServeOptions:
     max_header_bytes: int = 64 * 1024
     max_body_bytes: int = 5 * 1024 * 1024
     backlog: int = 2048
+    on_stop: Callable[[], None] | None = None  # called in each serving process once it has stopped
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **cli: Any) -> ServeOptions:
@@ -214,7 +215,11 @@ def _run_one(app: Callable, sock: socket.socket, options: ServeOptions) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
-    server.run()  # returns on SystemExit/KeyboardInterrupt after letting running tasks finish
+    try:
+        server.run()  # returns on SystemExit/KeyboardInterrupt after letting running tasks finish
+    finally:
+        if options.on_stop is not None:  # a forked worker ends with os._exit: no atexit handlers
+            options.on_stop()
 
 
 def serve(app_factory: Callable[[], Callable], options: ServeOptions, app: Callable | None = None) -> None:

@@ -201,3 +201,55 @@ def test_a_line_that_could_not_be_written_is_not_owed_and_later_lines_go_to_a_ne
     second = [p for p in _files(tmp_path) if p != first]
     assert len(second) == 1 and second[0].read_bytes() == b'{"n":3}\n'
     assert first.read_bytes() == b'{"n":1}\n{"n":'  # recovery skips the cut line, keeps {"n": 1}
+
+
+def test_feedback_waits_briefly_for_a_card_another_worker_answered_but_has_not_committed_yet(tmp_path):
+    import threading
+
+    from cds_service.models import Feedback
+
+    from .review_support import override
+
+    this_worker, other_worker = _app(tmp_path), _app(tmp_path)
+    writer = other_worker.extensions["cds"].database.writer
+    real_submit = writer.submit
+
+    def late_submit(*works, on_done):  # the other worker's writer commits 0.2 s after its answer
+        threading.Timer(0.2, lambda: real_submit(*works, on_done=on_done)).start()
+
+    writer.submit = late_submit
+    (card,) = call(other_worker.test_client(), hook_request())
+    response = this_worker.test_client().post("/cds-services/iv-anesthetics-order-sign/feedback",
+                                              json={"feedback": [override(card["uuid"], comment="PA on file")]})
+    assert response.status_code == 200
+    with this_worker.extensions["cds"].database.session() as session:
+        (stored,) = session.scalars(select(Feedback)).all()
+    assert not stored.unknown_card and stored.user_comment == "PA on file"
+
+
+def test_a_server_stopped_with_sigterm_commits_what_it_answered_and_leaves_no_journal_file(tmp_path):
+    import json
+    import sys
+
+    import requests
+
+    from .servers import free_port, running_server
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(CDS_AUTH_ENABLED="false", CDS_SECRET_KEY="s", CDS_SPOOL_DIR=str(tmp_path),
+               CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'audit.db'}", CDS_LOG_LEVEL="WARNING")
+    argv = [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2"]
+    with running_server(argv, f"{base}/readyz", tmp_path / "serve.log", env=env) as server:
+        http = requests.Session()
+        for _ in range(20):
+            response = http.post(f"{base}/cds-services/iv-anesthetics-order-sign", data=json.dumps(hook_request()),
+                                 headers={"Content-Type": "application/json"}, timeout=10)
+            assert response.status_code == 200 and response.json()["cards"]
+        assert _files(tmp_path)  # the workers' journal files, while they run
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert _files(tmp_path) == []
+    assert "left by a process that stopped" not in (tmp_path / "serve.log").read_text()
+    assert _stored(_app(tmp_path)) == (20, 20, 20)

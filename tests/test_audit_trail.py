@@ -57,6 +57,8 @@ def test_tokens_and_patient_names_are_never_stored(storage_app):
     body["prefetch"]["patient"] = {"resourceType": "Patient", "id": "pat1",
                                    "name": [{"family": "Zylberstein", "given": ["Quentina"]}]}
     call(storage_app.test_client(), body)
+    assert storage_app.extensions["cds"].database.writer.settle()  # the rows are in (not an empty dump)
+    assert len(_calls(storage_app)) == 1
     with storage_app.extensions["cds"].database.engine.connect() as conn:
         dump = json.dumps([
             [list(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {table}"))]

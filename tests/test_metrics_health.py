@@ -130,7 +130,8 @@ def test_audit_write_failures_are_counted(storage_app, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(database, "transaction", broken_transaction)
-    assert call(client, hook_request())  # the EHR still gets its card
+    assert call(client, hook_request())  # the EHR still gets its card (the journal has the record)
+    assert database.writer.settle()  # the database write has failed by now
     assert sample(scrape(client), "cds_audit_write_failures_total") == before + 1
 
 
