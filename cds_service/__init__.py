@@ -174,7 +174,7 @@ def _init_operations(app: Flask) -> None:
 def _init_storage(app: Flask, state: ServiceState) -> None:
     """Database, durable recorder and session secret (see docs/review.md)."""
     from .audit import HOOK_CALL, DatabaseRecorder, replay_hook_call, replay_journal
-    from .config import as_bool
+    from .audit_journal import journal_wanted
     from .crd.store import COVERAGE_ASSERTIONS, replay_assertions
     from .db import Database, database_url
     from .feedback import FEEDBACK, replay_feedback
@@ -196,7 +196,7 @@ def _init_storage(app: Flask, state: ServiceState) -> None:
         FEEDBACK: partial(replay_feedback, state.database, int(app.config["FEEDBACK_MAX_UNKNOWN_PER_DAY"])),
     }, float(app.config["SPOOL_RETRY_SECONDS"]))
     journal = None
-    if as_bool(app.config["AUDIT_JOURNAL"], "AUDIT_JOURNAL"):
+    if journal_wanted(app.config["AUDIT_JOURNAL"], state.database.engine.dialect.name):
         from .audit_journal import Journal
 
         journal = Journal(spool_dir, state.database.url)

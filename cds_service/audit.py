@@ -27,7 +27,7 @@ from .ids import new_uuid
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
-from .spool import SpoolReplayer
+from .spool import SpoolReplayer, _is_outage
 from .storage_safety import log_safe, storable
 
 if TYPE_CHECKING:
@@ -160,6 +160,8 @@ def replay_journal(database: Database, replayer: SpoolReplayer | None, records: 
             with database.write_lock(), database.transaction() as connection:
                 write_journal_record(connection, record)
         except Exception as exc:
+            if _is_outage(exc):  # the database is away: keep the whole file for the next start
+                raise
             if replayer is None or not _spool_record(replayer, record):
                 unkept += 1
                 log.error("audit journal record not stored: %s", type(exc).__name__)

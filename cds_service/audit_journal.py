@@ -43,6 +43,19 @@ SEGMENT_MAX_BYTES = 4 * 1024 * 1024
 SEGMENT_MAX_AGE_S = 5.0
 
 
+def journal_wanted(setting: object, dialect: str) -> bool:
+    """``AUDIT_JOURNAL``: true, false, or auto (the default): on for SQLite, whose commits the
+    service makes with ``synchronous=NORMAL`` (a power loss can lose the last ones, as it can the
+    journal's last lines), off for PostgreSQL, whose commit is durable on the database server:
+    an answered call, and a coverage assertion given with it, must not be less durable than the
+    database would have kept it."""
+    if isinstance(setting, str) and setting.strip().lower() == "auto":
+        return dialect == "sqlite"
+    from .config import as_bool
+
+    return as_bool(setting, "AUDIT_JOURNAL")
+
+
 def journal_prefix(database_url: str) -> str:
     """The files of one database: lines never go to a database they were not meant for."""
     from sqlalchemy.engine import make_url
@@ -51,11 +64,18 @@ def journal_prefix(database_url: str) -> str:
     return f"cds-journal-{hashlib.sha256(rendered.encode()).hexdigest()[:16]}-"
 
 
+# Every line is ``{"journal":1,"record":<the record>}``: a line cut short, with whole lines of
+# other threads glued to it, is split again where this marker starts (it cannot occur inside a
+# record: object keys are the service's own, and a quote inside a string is escaped).
+LINE_START = b'{"journal":1,"record":'
+
+
 def _dumps(record: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(record)
+        text = orjson.dumps(record)
     except TypeError:  # what orjson refuses (integers beyond 64 bits): the standard library
-        return json.dumps(record, separators=(",", ":"), default=str).encode()
+        text = json.dumps(record, separators=(",", ":"), default=str).encode()
+    return LINE_START + text + b"}"
 
 
 @dataclass
@@ -99,6 +119,8 @@ class Journal:
             with self._lock:  # a part-written line ends the file: later lines go to a new one
                 if self._segment is segment:
                     segment.closed, self._segment = True, None
+            with contextlib.suppress(OSError):  # end the cut line, so a line another thread
+                os.write(segment.fd, b"\n")  # writes after it is not glued to it
             self.committed(segment)  # nothing is owed for this line
             raise
         return segment
@@ -127,8 +149,10 @@ class Journal:
         segment = self._segment
         if self._pid != os.getpid():  # forked: the parent's file and lock are not ours
             self._pid, segment, self._segment = os.getpid(), None, None
-        if segment is not None and segment.committed == segment.appended and (
-                segment.size >= SEGMENT_MAX_BYTES or time.monotonic() - segment.opened >= SEGMENT_MAX_AGE_S):
+        if segment is not None and (segment.size >= SEGMENT_MAX_BYTES
+                                    or time.monotonic() - segment.opened >= SEGMENT_MAX_AGE_S):
+            # A new file; the old one goes once its last line has committed (under steady load
+            # some line is always still waiting, so waiting for none would never rotate).
             segment.closed = True
             self._delete_if_done(segment)
             segment = None
@@ -139,8 +163,18 @@ class Journal:
     def _open_segment(self) -> Segment:
         self._sequence += 1
         path = self.folder / f"{self.prefix}{os.getpid()}-{self._sequence}-{time.time_ns()}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+        # Created and locked under a name recovery does not look at, then renamed: a process
+        # starting up can never find the file unlocked, take it for a dead process's and delete it.
+        creating = path.with_suffix(".creating")
+        fd = os.open(creating, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+            os.rename(creating, path)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                creating.unlink()
+            raise
         return Segment(path, fd, time.monotonic())
 
     @staticmethod
@@ -155,32 +189,41 @@ class Journal:
     def recover(self, replay: Callable[[list[dict[str, Any]]], None]) -> int:
         """Replay the files of processes that died, oldest first; return the lines replayed.
 
-        ``replay`` gets every line of one file and must store them idempotently (or raise: the
-        file is then kept, for the next start). A last line cut short (a power loss mid-write)
-        was never answered and is skipped, with a warning."""
+        ``replay`` gets every line of one file and must store them idempotently; when it raises
+        (the database is down, say), the file is kept for the next start, logged, and start-up
+        goes on: the service answers, and its own calls go to a journal of their own. A line cut
+        short (a power loss, a full disk) was never answered and is skipped, with a warning."""
         replayed = 0
         for path in sorted(self.folder.glob(f"{self.prefix}*.jsonl"), key=_age):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # another process recovered it meanwhile
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its process is alive
-                if not path.exists():
-                    continue  # recovered and deleted by another process just before our lock
-                records = _read_records(fd, path)
-                if records:
-                    replay(records)
-                path.unlink()
-                replayed += len(records)
-            finally:
-                os.close(fd)
+                replayed += self._recover_file(path, replay)
+            except Exception as exc:
+                log.error("audit journal %s not stored (%s); kept for the next start", path.name,
+                          type(exc).__name__)
         if replayed:
             log.warning("audit journal: %d record(s) left by a process that stopped were stored", replayed)
         return replayed
+
+    @staticmethod
+    def _recover_file(path: Path, replay: Callable[[list[dict[str, Any]]], None]) -> int:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return 0  # another process recovered it meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its process is alive
+            if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return 0  # recovered and deleted by another process just before our lock
+            records = _read_records(fd, path)
+            if records:
+                replay(records)
+            path.unlink()
+            return len(records)
+        finally:
+            os.close(fd)
 
 
 def _age(path: Path) -> tuple[int, str]:
@@ -198,7 +241,25 @@ def _read_records(fd: int, path: Path) -> list[dict[str, Any]]:
         if not line:
             continue
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            log.warning("audit journal %s: line %d is incomplete and was skipped", path.name, number)
+            records.append(json.loads(line)["record"])
+        except (ValueError, KeyError, TypeError):
+            records.extend(_whole_records(line, path, number))
     return records
+
+
+def _whole_records(line: bytes, path: Path, number: int) -> list[dict[str, Any]]:
+    """The whole records in a line that does not parse: a cut line (a power loss, a full disk)
+    with, perhaps, the lines of other threads written right after it, before its newline."""
+    decoder, text, found = json.JSONDecoder(), line.decode("utf-8", "replace"), []
+    marker, start = LINE_START.decode(), 0
+    while (start := text.find(marker, start)) >= 0:
+        try:
+            wrapped, end = decoder.raw_decode(text, start)
+        except ValueError:  # the cut one
+            start += len(marker)
+            continue
+        found.append(wrapped["record"])
+        start = end
+    log.warning("audit journal %s: line %d is incomplete; %d whole record(s) in it kept",
+                path.name, number, len(found))
+    return found

@@ -119,9 +119,10 @@ DEFAULTS: dict[str, object] = {
     "SPOOL_MAX_RECORDS": 100_000,  # beyond this, audit records are lost (counted) and feedback gets 503
     "SPOOL_RETRY_SECONDS": 5,  # how often a process with spooled records retries the database
     # Answer a hook call once its audit records are in the process's journal file in SPOOL_DIR,
-    # and write them to the database a moment later (docs/review.md "Write path"); false: answer
-    # only after the database has committed them.
-    "AUDIT_JOURNAL": True,
+    # and write them to the database a moment later (docs/review.md); false: answer only after the
+    # database has committed them; auto: true with SQLite, false with PostgreSQL (whose commit is
+    # durable on the server, which the journal's file on this host is not).
+    "AUDIT_JOURNAL": "auto",
     # Feedback limits: longer userComment gets 400; more items per request gets 400.
     "FEEDBACK_MAX_COMMENT_CHARS": 2000,
     "FEEDBACK_MAX_ITEMS": 100,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -227,14 +228,30 @@ def feedback_payload(service_id: str, items: list[FeedbackItem], client_iss: str
             "items": [i.normalized() for i in items]}
 
 
+_pause = time.sleep  # between polls (a test makes the other worker commit here)
+_CARD_WAITERS = threading.BoundedSemaphore(2)  # feedback requests of this process waiting at once
+
+
 def _wait_for_cards(database: Any, cards: set[str], wait: float) -> None:
+    """Poll for ``cards`` (this process's own writes are settled by the session that stores the
+    feedback). At most two requests of a process wait at a time, so feedback naming cards never
+    issued cannot hold up many threads; a third does not wait."""
+    if not _CARD_WAITERS.acquire(blocking=False):
+        return
+    try:
+        _poll_for_cards(database, cards, wait)
+    finally:
+        _CARD_WAITERS.release()
+
+
+def _poll_for_cards(database: Any, cards: set[str], wait: float) -> None:
     deadline = time.monotonic() + wait
     while True:
-        with database.session() as session:
+        with database.session(settle=False) as session:
             found = set(session.scalars(select(Alert.card_uuid).where(Alert.card_uuid.in_(cards))))
         if found >= cards or time.monotonic() >= deadline:
             return
-        time.sleep(_CARD_POLL_S)
+        _pause(_CARD_POLL_S)
 
 
 def replay_feedback(database: Any, max_unknown_per_day: int, payload: dict[str, Any]) -> None:

@@ -94,6 +94,7 @@ class GroupCommitWriter:
                 queued = item in self._queue
                 if queued:
                     self._queue.remove(item)
+                    item.done.set()  # withdrawn: nobody settles on it
             if queued or not item.done.wait(timeout):
                 raise TimeoutError(f"the database write did not complete within {timeout:.0f} s")
         if item.error is not None:
@@ -105,13 +106,15 @@ class GroupCommitWriter:
         self._enqueue(_Pending(list(works), on_done=on_done))
 
     def pending(self) -> int:
-        """Writes queued and not yet taken into a transaction."""
-        return len(self._queue)
+        """Writes queued and not yet taken into a transaction (by this process)."""
+        return len(self._queue) if self._pid == os.getpid() else 0
 
     def settle(self, timeout: float = 5.0) -> bool:
         """Wait until every write queued before this call has committed or failed (False if
         that took longer than ``timeout``): what this process answered is then readable."""
         with self._cond:
+            if self._pid != os.getpid():  # forked: the parent's queue is not ours to wait for
+                return True
             last = self._queue[-1] if self._queue else self._writing
         return last is None or last.done.wait(timeout)
 

@@ -20,8 +20,8 @@ _offset = 0
 
 
 def _reset() -> None:
-    global _buffer, _offset
-    _buffer, _offset = b"", 0
+    global _buffer, _offset, _lock
+    _buffer, _offset, _lock = b"", 0, threading.Lock()  # a fork may have come while it was held
 
 
 os.register_at_fork(after_in_child=_reset)

@@ -4,7 +4,8 @@ Served, the standard library's encoder was a tenth of an in-scope call's CPU (th
 sorted keys, and the log line); orjson writes the same text in a fraction of the time. Non-ASCII
 characters are escaped as ``\\uXXXX`` (surrogate pairs beyond the BMP), exactly as ``json.dumps``
 does by default, so responses and log lines stay the text they were, but for how a float may be
-written (``0.00001`` where the standard library writes ``1e-05``: the same number); whatever
+written (``0.00001`` where the standard library writes ``1e-05``: the same number) and NaN or
+an infinity (``null``, where the standard library writes ``NaN``, which is not JSON); whatever
 orjson refuses (integers beyond 64 bits, non-string keys) goes to the standard library.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7e]")  # json.dumps escapes DEL (0x7f) too
 _COMPACT = (",", ":")
 
 
@@ -39,7 +40,7 @@ def ascii_json(value: Any, *, sort_keys: bool = False, default: Callable[[Any], 
         text = orjson.dumps(value, default=default, option=option).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, separators=_COMPACT, sort_keys=sort_keys, default=default)
-    return text if text.isascii() else _NON_ASCII.sub(_escape, text)
+    return text if text.isascii() and "\x7f" not in text else _NON_ASCII.sub(_escape, text)
 
 
 class FastJSONProvider(DefaultJSONProvider):

@@ -110,6 +110,7 @@ def _validate_orders(orders: tuple[tuple[str, dict], ...]) -> None:
 _Errors = tuple[tuple[tuple[str, ...], str], ...]
 _VALIDATED: dict[tuple[type[BaseModel], bytes], _Errors] = {}
 VALIDATED_MAX = 4096  # distinct (model, JSON) pairs remembered per process; then it starts again
+VALIDATED_MAX_BYTES = 2048  # larger parts are validated every time (at most ~8 MiB remembered)
 
 
 def validation_errors(model: type[BaseModel], value: Any) -> _Errors:
@@ -124,7 +125,7 @@ def validation_errors(model: type[BaseModel], value: Any) -> _Errors:
     validated every time."""
     try:
         text = orjson.dumps(value)
-        key = (model, text) if b"null" not in text else None
+        key = (model, text) if b"null" not in text and len(text) <= VALIDATED_MAX_BYTES else None
     except TypeError:
         key = None
     if key is not None:

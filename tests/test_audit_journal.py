@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_a_line_is_in_the_file_before_append_returns_and_the_file_goes_once_all_
     journal = Journal(tmp_path, URL)
     segment = journal.append({"call": {"record_key": "a"}, "assertions": []})
     (path,) = _files(tmp_path)
-    assert path.read_bytes() == b'{"call":{"record_key":"a"},"assertions":[]}\n'
+    assert path.read_bytes() == b'{"journal":1,"record":{"call":{"record_key":"a"},"assertions":[]}}\n'
     assert path.stat().st_mode & 0o777 == 0o600  # it holds what the audit database holds
     journal.close()
     assert _files(tmp_path) == [path]  # a line not yet committed keeps the file
@@ -79,14 +80,14 @@ def test_a_live_process_file_and_another_databases_files_are_left_alone(tmp_path
     assert journal_prefix(URL) != journal_prefix("sqlite:////tmp/other.db")
 
 
-def test_a_file_whose_replay_fails_is_kept_for_the_next_start(tmp_path):
+def test_a_file_whose_replay_fails_is_kept_for_the_next_start_and_start_up_goes_on(tmp_path, caplog):
     _in_dead_child(lambda: Journal(tmp_path, URL).append({"n": 1}))
 
     def refuse(records: list[dict]) -> None:
         raise RuntimeError("database refused")
 
-    with pytest.raises(RuntimeError):
-        Journal(tmp_path, URL).recover(refuse)
+    assert Journal(tmp_path, URL).recover(refuse) == 0  # logged, not raised: the service starts
+    assert "not stored (RuntimeError); kept for the next start" in caplog.text
     assert len(_files(tmp_path)) == 1
     assert Journal(tmp_path, URL).recover(lambda records: None) == 1
     assert _files(tmp_path) == []
@@ -96,7 +97,7 @@ def test_a_last_line_cut_short_is_skipped_with_a_warning(tmp_path, caplog):
     _in_dead_child(lambda: Journal(tmp_path, URL).append({"n": 1}))
     (path,) = _files(tmp_path)
     with path.open("ab") as file:
-        file.write(b'{"n": 2, "cut')  # a power loss mid-write: that call was never answered
+        file.write(b'{"journal":1,"record":{"n": 2, "cut')  # a power loss mid-write: never answered
     replayed: list[list[dict]] = []
     assert Journal(tmp_path, URL).recover(replayed.append) == 1
     assert replayed == [[{"n": 1}]]
@@ -112,7 +113,7 @@ def test_a_file_older_than_a_few_seconds_whose_lines_all_committed_is_replaced(t
     monkeypatch.setattr(module, "SEGMENT_MAX_AGE_S", 0.0)
     journal.append({"n": 2})
     (second,) = _files(tmp_path)
-    assert second != first and second.read_bytes() == b'{"n":2}\n'
+    assert second != first and second.read_bytes() == b'{"journal":1,"record":{"n":2}}\n'
 
 
 def _app(tmp_path: Path, **config):
@@ -189,42 +190,72 @@ def test_a_reader_in_the_process_sees_every_call_it_answered(tmp_path):
 def test_a_line_that_could_not_be_written_is_not_owed_and_later_lines_go_to_a_new_file(tmp_path, monkeypatch):
     import cds_service.audit_journal as module
 
-    journal = Journal(tmp_path, URL)
-    journal.append({"n": 1})
-    (first,) = _files(tmp_path)
-    real_write = os.write
-    monkeypatch.setattr(module.os, "write", lambda fd, data: real_write(fd, data[:5]))  # a full disk
-    with pytest.raises(OSError):
-        journal.append({"n": 2})
-    monkeypatch.setattr(module.os, "write", real_write)
-    journal.append({"n": 3})
-    second = [p for p in _files(tmp_path) if p != first]
-    assert len(second) == 1 and second[0].read_bytes() == b'{"n":3}\n'
-    assert first.read_bytes() == b'{"n":1}\n{"n":'  # recovery skips the cut line, keeps {"n": 1}
+    def full_disk_once() -> None:
+        journal = Journal(tmp_path, URL)
+        journal.append({"n": 1})
+        real_write = os.write
+        module.os.write = lambda fd, data: real_write(fd, data[:25])  # a full disk, mid-record
+        try:
+            with pytest.raises(OSError):
+                journal.append({"n": 2})
+        finally:
+            module.os.write = real_write
+        journal.append({"n": 3})
+        assert len(_files(tmp_path)) == 2  # {"n": 3} went to a new file
+
+    _in_dead_child(full_disk_once)
+    replayed: list[list[dict]] = []
+    assert Journal(tmp_path, URL).recover(replayed.append) == 2
+    assert replayed == [[{"n": 1}], [{"n": 3}]]  # the cut {"n": 2} was never owed
 
 
-def test_feedback_waits_briefly_for_a_card_another_worker_answered_but_has_not_committed_yet(tmp_path):
-    import threading
+def test_whole_lines_glued_to_a_cut_line_are_kept(tmp_path):
+    _in_dead_child(lambda: Journal(tmp_path, URL).append({"n": 1}))
+    (path,) = _files(tmp_path)
+    with path.open("ab") as file:  # a cut line, and two threads' whole lines written after it
+        file.write(b'{"journal":1,"record":{"n":2,"cu' + b'{"journal":1,"record":{"n":3,"s":"{\\"journal\\":1"}}'
+                   + b'{"journal":1,"record":{"n":4}}\n')
+    replayed: list[list[dict]] = []
+    assert Journal(tmp_path, URL).recover(replayed.append) == 3
+    assert replayed == [[{"n": 1}, {"n": 3, "s": '{"journal":1'}, {"n": 4}]]
 
+
+def test_feedback_waits_briefly_for_a_card_another_worker_answered_but_has_not_committed_yet(
+        tmp_path, monkeypatch):
+    from cds_service import feedback
     from cds_service.models import Feedback
 
     from .review_support import override
 
     this_worker, other_worker = _app(tmp_path), _app(tmp_path)
     writer = other_worker.extensions["cds"].database.writer
-    real_submit = writer.submit
-
-    def late_submit(*works, on_done):  # the other worker's writer commits 0.2 s after its answer
-        threading.Timer(0.2, lambda: real_submit(*works, on_done=on_done)).start()
-
-    writer.submit = late_submit
+    real_submit, held = writer.submit, []
+    writer.submit = lambda *works, on_done: held.append((works, on_done))  # not committed yet
     (card,) = call(other_worker.test_client(), hook_request())
+
+    def commit_while_feedback_waits(seconds: float) -> None:  # the other worker commits now
+        while held:
+            works, on_done = held.pop()
+            real_submit(*works, on_done=on_done)
+        assert writer.settle()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(feedback, "_pause", commit_while_feedback_waits)
     response = this_worker.test_client().post("/cds-services/iv-anesthetics-order-sign/feedback",
                                               json={"feedback": [override(card["uuid"], comment="PA on file")]})
     assert response.status_code == 200
     with this_worker.extensions["cds"].database.session() as session:
         (stored,) = session.scalars(select(Feedback)).all()
     assert not stored.unknown_card and stored.user_comment == "PA on file"
+
+
+def test_the_journal_is_on_by_default_for_sqlite_and_off_for_postgresql():
+    from cds_service.audit_journal import journal_wanted
+
+    assert journal_wanted("auto", "sqlite") and not journal_wanted("auto", "postgresql")
+    assert journal_wanted("true", "postgresql") and not journal_wanted(False, "sqlite")
+    with pytest.raises(ValueError):
+        journal_wanted("sometimes", "sqlite")
 
 
 def test_a_server_stopped_with_sigterm_commits_what_it_answered_and_leaves_no_journal_file(tmp_path):
@@ -253,3 +284,39 @@ def test_a_server_stopped_with_sigterm_commits_what_it_answered_and_leaves_no_jo
     assert _files(tmp_path) == []
     assert "left by a process that stopped" not in (tmp_path / "serve.log").read_text()
     assert _stored(_app(tmp_path)) == (20, 20, 20)
+
+
+def test_a_large_file_is_replaced_even_while_some_of_its_lines_are_still_uncommitted(tmp_path, monkeypatch):
+    import cds_service.audit_journal as module
+
+    monkeypatch.setattr(module, "SEGMENT_MAX_BYTES", 10)
+    journal = Journal(tmp_path, URL)
+    waiting = journal.append({"n": 1})  # under steady load some line is always still waiting
+    (first,) = _files(tmp_path)
+    journal.committed(journal.append({"n": 2}))  # too large: a new file
+    assert len(_files(tmp_path)) == 2
+    journal.committed(waiting)  # the old file's last line: the old file goes
+    assert first not in _files(tmp_path) and len(_files(tmp_path)) == 1
+
+
+def test_a_process_starting_up_never_finds_a_new_file_before_its_owner_has_locked_it(tmp_path, monkeypatch):
+    import fcntl
+
+    import cds_service.audit_journal as module
+
+    real_flock = fcntl.flock
+    raced: list[int] = []
+
+    def flock_after_a_recovery(fd, operation):
+        if not raced:  # the owner's lock of its new file: another process recovers just before
+            raced.append(-1)
+            raced[0] = Journal(tmp_path, URL).recover(lambda records: None)
+        return real_flock(fd, operation)
+
+    journal = Journal(tmp_path, URL)
+    monkeypatch.setattr(module.fcntl, "flock", flock_after_a_recovery)
+    journal.append({"n": 1})
+    monkeypatch.setattr(module.fcntl, "flock", real_flock)
+    assert raced == [0]
+    (path,) = _files(tmp_path)
+    assert path.read_bytes() == b'{"journal":1,"record":{"n":1}}\n'  # still there, with its line

@@ -68,7 +68,9 @@ def test_tokens_and_patient_names_are_never_stored(storage_app):
     assert "Zylberstein" not in dump and "Quentina" not in dump
 
 
-def test_a_recording_failure_still_answers_with_cards_and_is_counted(storage_app, caplog):
+def test_a_recording_failure_still_answers_with_cards_and_is_counted(database_url, caplog):
+    storage_app = create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": database_url,
+                              "SECRET_KEY": "s", "AUDIT_JOURNAL": True})
     with storage_app.extensions["cds"].database.engine.begin() as conn:
         conn.execute(text("DROP TABLE alert"))
     recorder = storage_app.extensions["cds"].recorder

@@ -18,7 +18,7 @@ from cds_service.json_text import ascii_json
 SAMPLES = [
     {"cards": []},
     {"b": 1, "a": [1.5, -0.0, 2.54, 1e300, 12345678901234567890, True, None], "c": {"z": "x", "y": ""}},
-    {"summary": "Ketamine — CRPS … «policy» é ü 中文 😀 \U0010ffff", "ctl": "a\nb\t\"\\\x00\x1f\u2028"},
+    {"summary": "Ketamine — CRPS … «policy» é ü 中文 😀 \U0010ffff", "ctl": "a\nb\t\"\\\x00\x1f\x7f\u2028"},
     {"big": 10 ** 30},  # beyond orjson: the standard library writes it
     {1: "non-string key"},
     ["nested", [[[{"k": "v"}]]]],

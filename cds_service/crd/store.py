@@ -42,6 +42,8 @@ def write_assertions(connection: Connection, rows: list[dict[str, Any]]) -> None
     ``assertion_id`` is stored already (all rows of one id are written together, by one call:
     a row replayed after its transaction committed is not stored twice)."""
     table = CoverageAssertionRecord.__table__
+    if connection.dialect.name == "postgresql":  # one replay at a time: check, then insert
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(742002)")
     ids = {row["assertion_id"] for row in rows}
     stored = set(connection.scalars(select(table.c.assertion_id).where(table.c.assertion_id.in_(ids)))) \
         if ids else set()
@@ -52,7 +54,7 @@ def write_assertions(connection: Connection, rows: list[dict[str, Any]]) -> None
 
 
 def replay_assertions(database: Database, payload: dict[str, Any]) -> None:
-    with database.transaction() as connection:
+    with database.write_lock(), database.transaction() as connection:  # SQLite: one writer at a time
         write_assertions(connection, payload["rows"])
 
 
