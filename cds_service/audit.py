@@ -27,8 +27,8 @@ from .ids import new_uuid
 from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
-from .spool import SpoolReplayer, _is_outage
-from .storage_safety import log_safe, storable
+from .spool import SpoolReplayer, is_outage
+from .storage_safety import as_datetime, log_safe, storable
 
 if TYPE_CHECKING:
     from .audit_journal import Journal, Segment
@@ -96,10 +96,6 @@ def hook_call_row(call: HookCall, now: datetime, record_key: str) -> dict[str, A
     }
 
 
-def _as_datetime(value: datetime | str) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
-
-
 _CALLS = HookCallRecord.__table__
 # Both inserts are idempotent: a record replayed from the spool twice is stored once. An alert
 # finds its call by record_key (a sub-select), so no id has to come back from the database.
@@ -112,11 +108,11 @@ _INSERT_ALERT = DriverInsert(Alert.__table__, lambda insert: insert.values(
 def hook_call_statements(dialect: Dialect, row: dict[str, Any]) -> list[Statement]:
     """The inserts of one call and its alerts, parameters converted for ``dialect``."""
     values = {k: v for k, v in row.items() if k != "alerts"}
-    values["recorded_at"] = _as_datetime(values["recorded_at"])
+    values["recorded_at"] = as_datetime(values["recorded_at"])
     call = storable(HookCallRecord, values)
     alerts = [
         {"call_record_key": call["record_key"],
-         **storable(Alert, dict(alert, created_at=_as_datetime(alert["created_at"])))}
+         **storable(Alert, dict(alert, created_at=as_datetime(alert["created_at"])))}
         for alert in row["alerts"]
     ]
     statements = [_INSERT_CALL.statement(dialect, [call]), _INSERT_ALERT.statement(dialect, alerts)]
@@ -160,7 +156,7 @@ def replay_journal(database: Database, replayer: SpoolReplayer | None, records: 
             with database.write_lock(), database.transaction() as connection:
                 write_journal_record(connection, record)
         except Exception as exc:
-            if _is_outage(exc):  # the database is away: keep the whole file for the next start
+            if is_outage(exc):  # the database is away: keep the whole file for the next start
                 raise
             if replayer is None or not _spool_record(replayer, record):
                 unkept += 1

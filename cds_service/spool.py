@@ -124,7 +124,7 @@ class Spool:
                 try:
                     handlers[kind](json.loads(payload))
                 except (OperationalError, DBAPIError) as exc:
-                    if _is_outage(exc):
+                    if is_outage(exc):
                         if not _EXITING.is_set():
                             log.warning("spool replay paused: %s", type(exc).__name__)
                         break
@@ -143,7 +143,7 @@ class Spool:
         log.error("spooled record %d could not be written: %s", row_id, type(exc).__name__)
 
 
-def _is_outage(exc: Exception) -> bool:
+def is_outage(exc: Exception) -> bool:
     """A lost or refused connection, not a problem with the record itself."""
     return isinstance(exc, OperationalError) or bool(getattr(exc, "connection_invalidated", False))
 

@@ -14,6 +14,7 @@ so a newline in a hookInstance cannot forge a log line.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -23,6 +24,11 @@ from sqlalchemy.orm import DeclarativeBase
 
 REPLACEMENT = "\ufffd"
 LOG_LIMIT = 100
+
+
+def as_datetime(value: datetime | str) -> datetime:
+    """A datetime, or one read back from its ISO text (the spool and the audit journal hold JSON)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def storable_text(value: str, max_length: int | None = None) -> str:

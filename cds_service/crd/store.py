@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select
 from ..db import Database
 from ..driver_insert import DriverInsert, Rows
 from ..models import CoverageAssertionRecord
-from ..storage_safety import storable
+from ..storage_safety import as_datetime, storable
 from .coverage_info import Assertion
 
 _INSERT = DriverInsert(CoverageAssertionRecord.__table__)
@@ -47,7 +47,7 @@ def write_assertions(connection: Connection, rows: list[dict[str, Any]]) -> None
     ids = {row["assertion_id"] for row in rows}
     stored = set(connection.scalars(select(table.c.assertion_id).where(table.c.assertion_id.in_(ids)))) \
         if ids else set()
-    fresh = [dict(row, created_at=_as_datetime(row["created_at"])) for row in rows
+    fresh = [dict(row, created_at=as_datetime(row["created_at"])) for row in rows
              if row["assertion_id"] not in stored]
     if fresh:
         connection.execute(insert(table), fresh)
@@ -56,10 +56,6 @@ def write_assertions(connection: Connection, rows: list[dict[str, Any]]) -> None
 def replay_assertions(database: Database, payload: dict[str, Any]) -> None:
     with database.write_lock(), database.transaction() as connection:  # SQLite: one writer at a time
         write_assertions(connection, payload["rows"])
-
-
-def _as_datetime(value: datetime | str) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:
