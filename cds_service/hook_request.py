@@ -8,6 +8,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
+import orjson
 
 from .errors import ApiError, Issue
 from .knowledge import SCHEMA_DIR
@@ -98,12 +99,25 @@ def _describe(error: ValidationError) -> Issue:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+# 19 digits in a row: a number that may not fit in 64 bits, which orjson would read as a float
+# (the standard library keeps it an exact int). Digits in strings count too: they only cost speed.
+# Found by mapping every digit to "0" and anything else to " " (a regular expression for a run of
+# digits took ten times as long).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """Decode the body as a UTF-8 JSON object or raise a 4xx ApiError saying why not.
 
     Only UTF-8 is accepted (RFC 8259 section 8.1); a leading UTF-8 byte order mark is
     skipped. UTF-16 and UTF-32 bodies get a 415: ``json.loads`` would auto-detect them, but
     the raw-bytes scan of the fast path reads UTF-8 only, and the two must never disagree.
+
+    orjson reads the body (a fifth of the standard library's time) when it gives the very value
+    ``json.loads`` would; anything it refuses (NaN, a lone surrogate, an infinity, invalid
+    UTF-8, deep nesting) or might read differently (a number beyond 64 bits) goes to the
+    standard library, whose answer and error messages are the service's.
     """
     if body.startswith(UTF8_BOM):
         body = body[len(UTF8_BOM):]
@@ -114,6 +128,15 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if b"\x00" in body:
         raise ApiError.single(415, "Request body must be JSON encoded as UTF-8 (RFC 8259 section "
                                    "8.1); it looks like UTF-16 or UTF-32.", code="not-supported")
+    if _LONG_DIGIT_RUN not in body.translate(_DIGITS_AS_ZERO):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # worded (or read after all) by the standard library below
+        else:
+            if not isinstance(data, dict):
+                raise ApiError.single(400, f"Request body must be a JSON object, not {type(data).__name__}.")
+            return data
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
