@@ -1,9 +1,14 @@
-"""Cold start and memory of ``cds-service serve``.
+"""Cold start and memory of ``cds-service serve``, with bare Flask served the same way for scale.
 
-* cold start: wall time from starting ``cds-service serve`` to the first in-scope card
-  (IV ketamine for depression), polling every 10 ms; also ``import cds_service`` alone (the wall
-  time of ``python -c``, interpreter start and exit included, and in process) and
-  ``create_app()`` after it, in process, on a database at head.
+* cold start: wall time from starting ``cds-service serve`` (one worker, as shipped) to the first
+  in-scope card (IV ketamine for depression), polling every 10 ms:
+  - once on a new database (the migrations run: a new host's first start);
+  - ``--runs`` times on a database at head (a restarted host, a replaced worker), alternated with
+    a start of bare Flask (bench/bare_app.py on ``python -m waitress``, to its first answer);
+  - both without bytecode when ``PYTHONDONTWRITEBYTECODE`` is set (as on the development
+    machines: every start compiles the service's own modules) and with it (a cache directory
+    made by one start first, as ``pip install`` compiles an installed package's modules);
+* also ``import cds_service`` alone and ``create_app()`` after it, in one fresh interpreter;
 * memory: RSS of every process of the server (master and workers) after 200 in-scope calls.
 
 Auth off, audit on (default SQLite engine in a temporary directory); loopback only. The load
@@ -32,28 +37,32 @@ from bench.throughput import IN_SCOPE, SERVICE_PATH, server_env  # noqa: E402
 from tests.servers import free_port, running_server, stop_process_group  # noqa: E402
 
 
-def time_to_first_card(env: dict[str, str], log: Path) -> float:
+def time_to_first_answer(env: dict[str, str], log: Path, bare: bool = False) -> float:
+    """Seconds from starting ``cds-service serve`` to the first in-scope card; with ``bare``,
+    from starting bare Flask (bench/bare_app.py) on waitress's own command to its first answer."""
     port = free_port()
     url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
     body = IN_SCOPE.read_bytes()
+    argv = [sys.executable, "-m", "cds_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if bare:  # not through cds-service serve, which imports the service's modules
+        argv = [sys.executable, "-m", "waitress", "--host=127.0.0.1", f"--port={port}", "--call",
+                "bare_app:create_app"]
     with log.open("ab") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cds_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.perf_counter() - started < 60:
             if process.poll() is not None:
                 raise SystemExit(f"serve exited with {process.returncode}; see {log}")
             try:
                 response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
-                if response.status_code == 200 and response.json().get("cards"):
+                if response.status_code == 200 and (bare or response.json().get("cards")):
                     return time.perf_counter() - started
             except requests.RequestException:
                 pass
             time.sleep(0.01)
-        raise SystemExit("no card within 60 s")
+        raise SystemExit("no answer within 60 s")
     finally:
         stop_process_group(process)
 
@@ -123,6 +132,12 @@ def memory_after_calls(env: dict[str, str], log: Path, workers: int, calls: int)
         return {pid: rss_mib(pid) for pid in group_pids(process.pid)}
 
 
+def _with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
@@ -132,19 +147,34 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cds-coldstart-") as tmp:
         env = server_env(Path(tmp))
+        log = Path(tmp) / "serve.log"
         imports = [import_time(env) for _ in range(args.runs)]
-        starts = [time_to_first_card(env, Path(tmp) / "serve.log") for _ in range(args.runs)]
+        new_database = time_to_first_answer(env, log)  # creates the database: the migrations run
+        modes = {"as run here": env}
+        if env.get("PYTHONDONTWRITEBYTECODE"):
+            modes = {"no bytecode (PYTHONDONTWRITEBYTECODE, as here)": env,
+                     "with bytecode (as installed by pip)": _with_bytecode(env, Path(tmp) / "pycache")}
+            time_to_first_answer(modes["with bytecode (as installed by pip)"], log)  # writes the bytecode
+            time_to_first_answer(modes["with bytecode (as installed by pip)"], log, bare=True)
+        starts: dict[str, dict[str, list[float]]] = {m: {"service": [], "bare": []} for m in modes}
+        for _ in range(args.runs):
+            for mode, mode_env in modes.items():
+                starts[mode]["service"].append(time_to_first_answer(mode_env, log))
+                starts[mode]["bare"].append(time_to_first_answer(mode_env, log, bare=True))
         in_process = [in_process_times(env) for _ in range(args.runs)]  # the database is at head by now
         memory = memory_after_calls(env, Path(tmp) / "memory.log", args.workers, args.calls)
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min); "
           f"{os.cpu_count()} CPUs")
-    if env.get("PYTHONDONTWRITEBYTECODE"):
-        print("PYTHONDONTWRITEBYTECODE is set: every start compiles the service's own modules (no .pyc)")
     print(f"import cds_service (python -c, wall): {_times(imports)}")
     print(f"import cds_service (in process): {_times([i for i, _ in in_process])}")
     print(f"create_app() after it (in process, database at head): {_times([b for _, b in in_process])}")
-    print(f"serve -> first in-scope card: {_times(starts)}")
+    print(f"serve -> first in-scope card, new database (migrations run): {new_database:.2f} s")
+    for mode, times in starts.items():
+        service, bare = times["service"], times["bare"]
+        print(f"serve -> first in-scope card, database at head, {mode}: {_times(service)}")
+        print(f"  bare Flask on waitress, start to its first answer: {_times(bare)}; "
+              f"service vs bare: {statistics.median(service) / statistics.median(bare):.2f}x")
     print(f"RSS after {args.calls} in-scope calls, serve --workers {args.workers} (pid: MiB; the lowest pid "
           "is the master):")
     for pid, mib in memory.items():
