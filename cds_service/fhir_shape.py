@@ -80,11 +80,14 @@ def _arrays(element: str, rtype: str | None) -> frozenset[str]:
     return arrays
 
 
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would build a union object at every check
+
+
 def _normalize(value: Any, element: str, changes: list[str], path: _Path) -> Any:
     if isinstance(value, list):
         out_list: list[Any] | None = None
         for i, item in enumerate(value):
-            new = _normalize(item, element, changes, (path, i)) if isinstance(item, dict | list) else item
+            new = _normalize(item, element, changes, (path, i)) if isinstance(item, _CONTAINERS) else item
             if new is not item and out_list is None:
                 out_list = value[:i]
             if out_list is not None:
@@ -94,17 +97,20 @@ def _normalize(value: Any, element: str, changes: list[str], path: _Path) -> Any
         return value
     rtype = value.get("resourceType")
     arrays = _arrays(element, rtype if isinstance(rtype, str) else None)
+    in_coding = element == "coding"
     out: dict[str, Any] | None = None
     for key, item in value.items():
-        new = item
-        if key in arrays and isinstance(item, dict):
-            changes.append(_path_text((path, key)))
-            new = [item]
-        elif element == "coding" and key in CODING_STRINGS and isinstance(item, str) and item != item.strip():
+        if isinstance(item, _CONTAINERS):
+            if key in arrays and isinstance(item, dict):
+                changes.append(_path_text((path, key)))
+                new = _normalize([item], key, changes, (path, key))
+            else:
+                new = _normalize(item, key, changes, (path, key))
+        elif in_coding and key in CODING_STRINGS and isinstance(item, str) and item != item.strip():
             changes.append(_path_text((path, key)))
             new = item.strip()  # " 238084" is the code 238084 (R4 codes have no outer spaces)
-        if isinstance(new, dict | list):
-            new = _normalize(new, key, changes, (path, key))
+        else:
+            continue
         if new is not item:
             if out is None:
                 out = dict(value)
