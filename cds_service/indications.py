@@ -172,13 +172,54 @@ def problem_list_codes(conditions: Iterable[Resource], patient_id: str | None) -
 
 
 def classify_code(code: Code, families: Iterable[Family]) -> Family | None:
-    """The most specific family whose value set holds ``code``."""
+    """The most specific family whose value set holds ``code`` (the first of equals): an exact
+    concept first, else the longest ``is-a`` prefix (ValueSetMatcher.specificity's ranking)."""
+    if not isinstance(families, tuple):
+        return _classify_by_scan(code, families)
+    kept = _FAMILY_INDEXES.get(id(families))
+    if kept is None or kept[0] is not families:
+        if len(_FAMILY_INDEXES) >= 64:
+            _FAMILY_INDEXES.clear()
+        kept = _FAMILY_INDEXES[id(families)] = (families, _FamilyIndex(families))
+    return kept[1].classify(code)
+
+
+def _classify_by_scan(code: Code, families: Iterable[Family]) -> Family | None:
     best: tuple[int, Family] | None = None
     for family in families:
         rank = family.valueset.specificity(code)
         if rank and (best is None or rank > best[0]):
             best = (rank, family)
     return best[1] if best else None
+
+
+class _FamilyIndex:
+    """The families' value sets as two look-ups, built once per tuple of families: a code is
+    classified in a few dict look-ups instead of a pass over every family's filters."""
+
+    def __init__(self, families: tuple[Family, ...]) -> None:
+        self.exact: dict[tuple[str, str], Family] = {}
+        self.prefix: dict[tuple[str, str], Family] = {}
+        for family in families:  # the first family of equal rank wins, as in the scan
+            for concept in family.valueset.concepts:
+                self.exact.setdefault(concept, family)
+            for system_prefix in family.valueset.is_a:
+                self.prefix.setdefault(system_prefix, family)
+        self.longest = max((len(prefix) for _, prefix in self.prefix), default=0)
+
+    def classify(self, code: Code) -> Family | None:
+        family = self.exact.get((code.system, code.code))
+        if family is not None:
+            return family
+        for length in range(min(len(code.code), self.longest), 0, -1):
+            family = self.prefix.get((code.system, code.code[:length]))
+            if family is not None:
+                return family
+        return None
+
+
+# id of a tuple of families -> (that tuple, its index); the tuple is kept so its id stays its own
+_FAMILY_INDEXES: dict[int, tuple[tuple[Family, ...], _FamilyIndex]] = {}
 
 
 def _late_phase_injury(code: Code) -> bool:

@@ -34,6 +34,23 @@ def screened(knowledge, code="238084"):
     return result.in_scope[0]
 
 
+def test_classification_by_index_ranks_as_value_set_specificity_does(knowledge):
+    """The look-up index classify_code builds gives the family the ranking by
+    ValueSetMatcher.specificity gives, for every code of the value sets, each of its prefixes
+    and longer codes below it, and the same codes in another system."""
+    from cds_service.indications import _classify_by_scan
+
+    families = knowledge.families
+    seen = {key for f in families for key in (*f.valueset.concepts, *f.valueset.is_a)}
+    codes = [Code("urn:other", code) for _, code in seen]
+    for system, code in seen:
+        codes += [Code(system, code[:n]) for n in range(len(code) + 1)]
+        codes += [Code(system, code + tail) for tail in ("0", "9", "1X", ".", "A")]
+    assert len(codes) > 1000
+    assert [classify_code(c, families) for c in codes] == [_classify_by_scan(c, families) for c in codes]
+    assert sum(classify_code(c, families) is not None for c in codes) > 500
+
+
 @pytest.mark.parametrize("code,family", [
     ("G90.511", "crps"), ("G56.41", "crps"), ("B02.29", "postherpetic_neuralgia"),
     ("E11.42", "diabetic_neuropathy"), ("G54.6", "phantom_limb"), ("M79.7", "fibromyalgia"),
