@@ -88,13 +88,21 @@ def _fit_detail(blocks: list[Block], limit: int) -> list[Block]:
         return kept
     drop_order = sorted((i for i, b in enumerate(blocks) if b.priority > ESSENTIAL),
                         key=lambda i: (blocks[i].priority, i), reverse=True)
+    # With no block empty or padded (the rule), the joined length is the blocks' lengths and two
+    # characters between each two: the drops are counted, and the detail joined once.
+    counted = all(b.text and b.text == b.text.strip() for b in blocks)
+    length = sum(len(b.text) for b in blocks) + 2 * (len(blocks) - 1)
     dropped: set[int] = set()
     for position in drop_order:
         dropped.add(position)
+        if counted:
+            length -= len(blocks[position].text) + 2
+            if length > limit:
+                continue
         kept = [b for i, b in enumerate(blocks) if i not in dropped]
         if len(_join(kept)) <= limit:
-            break
-    return kept
+            return kept
+    return [b for i, b in enumerate(blocks) if i not in dropped]
 
 
 def _join(blocks: list[Block]) -> str:
