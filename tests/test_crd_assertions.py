@@ -101,3 +101,27 @@ def test_review_page_finds_an_assertion_by_id(crd_app):
 def test_migration_0005_creates_the_assertion_table(crd_app):
     with crd_app.extensions["cds"].database.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM coverage_assertion")).scalar() == 0
+
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CRD.glob("*.json") if p.name != "expected.json"))
+def test_each_card_is_rendered_once_with_room_for_the_crd_lines(crd_app, monkeypatch, name):
+    """The pipeline leaves room for what the CRD layer adds (asserts_coverage tells it ahead of
+    the assertions), so the CRD layer never renders a card a second time."""
+    from cds_service import card_render, pipeline
+    from cds_service.crd import respond
+
+    renders = {"pipeline": 0, "crd": 0}
+
+    def counted(where):
+        def render(*args, **kwargs):
+            renders[where] += 1
+            return card_render.render_card(*args, **kwargs)
+        return render
+
+    monkeypatch.setattr(pipeline, "render_card", counted("pipeline"))
+    monkeypatch.setattr(respond, "render_card", counted("crd"))
+    body = json.loads((CRD / name).read_bytes())
+    payload = _post(crd_app, name, f"iv-anesthetics-{body['hook']}")
+    assert renders["crd"] == 0
+    assert renders["pipeline"] >= len(payload["cards"])

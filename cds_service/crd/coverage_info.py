@@ -175,6 +175,11 @@ def _coverage_of(ext: dict) -> str | None:
     return None
 
 
+def asserts_coverage(decision: Decision, matches: Iterable[CoverageMatch]) -> bool:
+    """Whether :func:`coverage_assertions` makes an assertion for ``decision`` (without making it)."""
+    return any(_applies(decision, match) for match in matches) and reason_text(decision) is not None
+
+
 def coverage_assertions(
     decisions: Iterable[Decision],
     matches: Iterable[CoverageMatch],

@@ -19,7 +19,7 @@ from ..pipeline import Evaluation
 from ..resource_index import draft_order_entries
 from ..screening import order_reference
 from ..storage_safety import log_safe
-from .coverage_info import Assertion, CoverageMatch, coverage_assertions
+from .coverage_info import Assertion, CoverageMatch, asserts_coverage, coverage_assertions
 from .settings import CrdSettings, read_settings
 from .topic import card_topic
 
@@ -80,8 +80,7 @@ def card_reserve(request: HookRequest) -> Callable[[Decision, Sequence[CoverageM
             known.update(settings=read_settings(request.raw), positions=_positions(request))
         positions = known["positions"]
         position = positions.get(decision.order.order_ref, "Order" if positions else None)
-        asserted = known["settings"].coverage_info and bool(
-            coverage_assertions([decision], coverages, "", str)[1])
+        asserted = known["settings"].coverage_info and asserts_coverage(decision, coverages)
         return _reserve(_head_lines(decision, position) + _tail_lines(asserted))
 
     return reserve
