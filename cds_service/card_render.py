@@ -12,11 +12,11 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .decision import Decision
 from .indications import ClassifiedCode, UncodedReason
-from .knowledge import Policy
+from .knowledge import Family, Policy
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 from .terminology import RXNORM, SYSTEM_NAMES, Code, codings_of
@@ -65,8 +65,7 @@ class CardText:
         return node
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):  # a tuple: built ten times per card, a frozen dataclass cost 3x as much
     priority: int
     text: str
     links: tuple[dict[str, str], ...] = ()
@@ -222,9 +221,29 @@ def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[B
 
 def _evidence_blocks(policy: Policy, primary: ClassifiedCode | None, drug_id: str, drug: str,
                      text: CardText) -> list[Block]:
-    """The strongest studies the policy cites for the indication, the ordered drug's first."""
+    """The strongest studies the policy cites for the indication, the ordered drug's first.
+
+    Knowledge only (the policy, the family, the drug and the card text), so worked out once
+    per combination and kept (``_EVIDENCE``) for as long as those objects are the app's."""
     if primary is None:
         return []
+    family = primary.family
+    key = (id(policy), id(text), id(family), drug_id, drug)
+    kept = _EVIDENCE.get(key)
+    if kept is None or any(a is not b for a, b in zip(kept[0], (policy, text, family), strict=True)):
+        if len(_EVIDENCE) >= 256:
+            _EVIDENCE.clear()
+        kept = _EVIDENCE[key] = ((policy, text, family), tuple(_studies_blocks(policy, primary, drug_id, drug, text)))
+    return list(kept[1])
+
+
+# (ids of the policy, the card text and the family, the drug) -> (those objects, the blocks); the
+# objects are kept so that their ids stay theirs. The blocks' link dicts are copied onto cards.
+_EVIDENCE: dict[tuple[int, int, int, str, str], tuple[tuple[Policy, CardText, Family], tuple[Block, ...]]] = {}
+
+
+def _studies_blocks(policy: Policy, primary: ClassifiedCode, drug_id: str, drug: str,
+                    text: CardText) -> list[Block]:
     family = primary.family
     section = family.section
     general = "chronic_pain_general" if section == "chronic_pain" else "psychiatric_general"
@@ -339,7 +358,7 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
     for block in blocks:
         for link in block.links:
             if all(link["url"] != known["url"] for known in card_links):
-                card_links.append(link)
+                card_links.append(dict(link))
 
     source: dict[str, Any] = {"label": policy.payer_name, "topic": dict(text.get("topic"))}
     if policy.url:

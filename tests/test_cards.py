@@ -243,3 +243,23 @@ def test_every_card_says_which_plans_policy_it_applies_and_why(client, case):
         assert any(phrase in card["detail"] for phrase in (
             "Policy chosen from the patient's coverage", "applied by default")), card["detail"]
         assert len(card["detail"]) <= 1500
+
+
+def test_evidence_lines_kept_from_one_app_never_reach_another_apps_cards(client, tmp_path):
+    """The evidence blocks are worked out once per policy, family and card text: an app with
+    other card text (its own CARDS_DIR) gets its own lines, not the first app's."""
+    import shutil
+
+    from cds_service import create_app
+
+    [first] = fixture_cards(client, "13-depression-ketamine-f33.json")
+    cards = tmp_path / "cards"
+    shutil.copytree(FIXTURES.parent / "cards", cards)
+    text = json.loads((cards / "card-text.json").read_text(encoding="utf-8"))
+    text["lines"]["evidence"] = "**Studies (edited):** " + text["lines"]["evidence"]
+    (cards / "card-text.json").write_text(json.dumps(text), encoding="utf-8")
+    other = create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False, "CARDS_DIR": str(cards)})
+    [edited] = fixture_cards(other.test_client(), "13-depression-ketamine-f33.json")
+    assert "(edited)" not in first["detail"] and "(edited)" in edited["detail"]
+    [again] = fixture_cards(client, "13-depression-ketamine-f33.json")
+    assert again["detail"] == first["detail"]
