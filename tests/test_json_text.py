@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from flask.json.provider import DefaultJSONProvider
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import Markup
 
 from cds_service import create_app
@@ -53,3 +55,14 @@ def test_flask_responses_are_the_text_flask_wrote_before():
     assert app.json.dumps(value, indent=2) == flask_default.dumps(value, indent=2)
     for sample in SAMPLES[:4]:
         assert app.json.dumps(sample, separators=(",", ":")) == flask_default.dumps(sample, separators=(",", ":"))
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(), lambda children: st.lists(children, max_size=4)
+                    | st.dictionaries(st.text(max_size=6), children, max_size=4), max_leaves=20))
+def test_any_json_value_is_written_as_json_dumps_writes_it(value):
+    expected = json.dumps(value, separators=(",", ":"))
+    written = ascii_json(value)
+    assert written == expected or json.loads(written) == json.loads(expected)  # a float may differ in form
+    assert written.isascii() and "\x7f" not in written
