@@ -65,3 +65,21 @@ def test_uuids_are_version_4_distinct_and_not_shared_with_a_forked_child():
         child = pipe.read()
     parent = new_uuid()
     assert child != parent and child not in ids
+
+
+def test_uuids_from_many_threads_are_distinct_and_written_as_the_uuid_module_writes_them():
+    import threading
+
+    found: list[list[str]] = [[] for _ in range(8)]
+
+    def make(bucket: list[str]) -> None:
+        bucket.extend(new_uuid() for _ in range(600))
+
+    threads = [threading.Thread(target=make, args=(bucket,)) for bucket in found]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [i for bucket in found for i in bucket]
+    assert len(set(every)) == len(every) == 4800
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 for i in every)
