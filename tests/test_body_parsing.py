@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from cds_service.errors import ApiError
 from cds_service.hook_request import parse_body
 
 UTF8_BOM = b"\xef\xbb\xbf"
+REQUESTS = Path(__file__).resolve().parent.parent / "fhir_fixtures" / "hook-requests"
 
 
 def stdlib_reading(body: bytes) -> tuple[str, object]:
@@ -94,3 +96,28 @@ def test_parse_body_agrees_with_the_standard_library_on_any_bytes(tail: bytes, h
     expected, got = stdlib_reading(body), service_reading(body)
     assert got[0] == expected[0], (body, got, expected)
     assert same(got[1], expected[1])
+
+
+@pytest.fixture(scope="module")
+def plain_client():
+    """The service as configured, without the test suite's response checks (the body here
+    carries an element R4 does not know, on purpose)."""
+    from cds_service import create_app
+
+    return create_app({"TESTING": True, "AUTH_ENABLED": False, "AUDIT_ENABLED": False}).test_client()
+
+
+@pytest.mark.parametrize("depth", [400, 600, 900, 970, 980, 990, 1000, 1010, 1020, 1030, 1100, 3000])
+def test_a_deeply_nested_in_scope_request_gets_a_card_or_a_400_never_a_500(plain_client, depth):
+    """orjson reads 1,024 levels; the standard library and the service's own walks fewer: a
+    body nested between the two must still get the 400 it got before, not an internal error."""
+    source = REQUESTS / "13-depression-ketamine-f33.json"
+    deep = "[" * depth + '"ketamine"' + "]" * depth
+    body = json.dumps(json.loads(source.read_bytes())).replace(
+        '"resourceType": "MedicationRequest"',
+        '"resourceType": "MedicationRequest", "modifierExtension": [{"url": "x", "valueX": ' + deep + "}]", 1)
+    response = plain_client.post("/cds-services/iv-anesthetics-order-sign", data=body.encode(),
+                           content_type="application/json")
+    assert response.status_code in (200, 400), response.get_data(as_text=True)[:200]
+    if response.status_code == 400:
+        assert "nested too deeply" in response.get_data(as_text=True)
