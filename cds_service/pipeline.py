@@ -14,11 +14,13 @@ from typing import Any
 import orjson
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.dosage import DosageDoseAndRate
+from fhir.resources.R4B.extension import Extension
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.timing import TimingRepeat
 from pydantic import BaseModel, ValidationError
 
 from .card_render import CardText, render_card
+from .crd.coverage_info import EXTENSION_URL as COVERAGE_INFORMATION_URL
 from .crd.coverage_info import CoverageMatch, match_coverages
 from .decision import Decision, decide
 from .errors import ApiError, Issue
@@ -69,6 +71,14 @@ def _read_parts(order: Resource) -> list[tuple[str, type[BaseModel], Any]]:
             parts.append((name, model, items))  # a scalar where R4 has objects: unreadable
         for i, item in enumerate(items if isinstance(items, list) else []):
             parts.append((f"{name}[{i}]", model, item))
+    # The CRD layer keeps the order's own extensions and replaces coverage information it finds
+    # there (crd/coverage_info.annotated_order): what it reads must be Extension objects.
+    extensions = order.get("extension")
+    if extensions is not None and not isinstance(extensions, list):
+        parts.append(("extension", Extension, extensions))
+    for i, extension in enumerate(extensions if isinstance(extensions, list) else []):
+        if not isinstance(extension, dict) or extension.get("url") == COVERAGE_INFORMATION_URL:
+            parts.append((f"extension[{i}]", Extension, extension))
     dosages = order.get("dosageInstruction")
     if dosages is not None and not isinstance(dosages, list):
         parts.append(("dosageInstruction", DosageDoseAndRate, dosages))

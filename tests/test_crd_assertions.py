@@ -125,3 +125,36 @@ def test_each_card_is_rendered_once_with_room_for_the_crd_lines(crd_app, monkeyp
     payload = _post(crd_app, name, f"iv-anesthetics-{body['hook']}")
     assert renders["crd"] == 0
     assert renders["pipeline"] >= len(payload["cards"])
+
+
+COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+
+
+@pytest.mark.parametrize("extension", [
+    5, "x", [5], ["x"], {"url": COVERAGE_INFORMATION, "extension": 5},
+    [{"url": COVERAGE_INFORMATION, "extension": 5}], [{"url": COVERAGE_INFORMATION, "extension": [5]}],
+])
+def test_an_order_whose_extensions_cannot_be_read_is_a_400_not_a_500(crd_app, extension):
+    """The CRD layer keeps the order's own extensions and replaces coverage information it finds
+    there; an extension that is not an Extension object is unreadable input, not an internal error."""
+    body = json.loads((CRD / "01-ig-shape-ketamine-depression.json").read_bytes())
+    for entry in body["context"]["draftOrders"]["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["extension"] = extension
+    response = crd_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome" and "extension" in outcome["issue"][0]["diagnostics"]
+
+
+def test_an_order_with_other_extensions_keeps_them_next_to_the_coverage_information(crd_app):
+    body = json.loads((CRD / "01-ig-shape-ketamine-depression.json").read_bytes())
+    own = {"url": "http://example.org/fhir/StructureDefinition/ordering-note", "valueString": "as discussed"}
+    for entry in body["context"]["draftOrders"]["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["extension"] = [own]
+    response = crd_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
+    assert response.status_code == 200
+    [action] = response.get_json()["systemActions"]
+    extensions = action["resource"]["extension"]
+    assert extensions[0] == own and extensions[1]["url"] == COVERAGE_INFORMATION
