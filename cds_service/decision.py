@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from .indications import (
@@ -130,9 +131,26 @@ def _decide(
     # Without an indication on the order, exemptions on the problem list do not silence the
     # card: the prescriber is asked to say which condition the order treats.
     candidates = [c for c in problem_list if c.code]
-    result = assess(candidates, tuple(f for f in families if f.section not in QUIET_SECTIONS),
-                    drug_id, evidence_families)
+    result = assess(candidates, _flagging_families(families), drug_id, evidence_families)
     if result.outcome == "warn":
         return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches,
                         missing=unavailable, named=result.named)
     return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable)
+
+
+def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:
+    """The families outside the quiet sections, as one tuple per tuple of families: the same
+    tuple every call, so classify_code finds its look-up index for it (a new tuple per call
+    built and dropped an index each time)."""
+    if not isinstance(families, tuple):
+        return tuple(f for f in families if f.section not in QUIET_SECTIONS)
+    kept = _FLAGGING.get(id(families))
+    if kept is None or kept[0] is not families:
+        if len(_FLAGGING) >= 64:
+            _FLAGGING.clear()
+        kept = _FLAGGING[id(families)] = (families, tuple(f for f in families if f.section not in QUIET_SECTIONS))
+    return kept[1]
+
+
+# id of a tuple of families -> (that tuple, its flagging families); the tuple is kept so its id stays its own
+_FLAGGING: dict[int, tuple[tuple[Family, ...], tuple[Family, ...]]] = {}

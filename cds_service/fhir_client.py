@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -113,7 +112,6 @@ def shared_executor(max_workers: int) -> ThreadPoolExecutor:
         return _shared.executor
 
 
-@lru_cache(maxsize=256)  # pure; the EHR names the same fhirServer on every call
 def is_loopback_url(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -37,13 +37,13 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def _escape_unencodable(error: UnicodeError) -> tuple[str, int]:
-    """The ``json-escape`` codec error handler: each non-ASCII character as ``json.dumps`` writes it."""
+    """The ``cds-json-escape`` codec error handler: each non-ASCII character as ``json.dumps`` writes it."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
     return "".join(map(_escape_char, error.object[error.start:error.end])), error.end
 
 
-# text.encode("ascii", "json-escape"): ASCII is copied in C and only the runs of other characters
+# text.encode("ascii", "cds-json-escape"): ASCII is copied in C and only the runs of other characters
 # reach Python (a regular expression over the whole text took twice as long for a card).
 codecs.register_error("cds-json-escape", _escape_unencodable)
 

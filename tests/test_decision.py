@@ -195,3 +195,16 @@ def test_two_policy_indications_are_both_named(knowledge, choice):
     decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"), icd_code("G90.511")), (), ()),
                       None, choice, knowledge.families)
     assert [m.family.id for m in decision.named] == ["depression", "crps"]
+
+
+def test_problem_list_classification_reuses_one_index_instead_of_building_one_per_call(knowledge):
+    from cds_service import indications
+    from cds_service.decision import _flagging_families
+
+    flagging = _flagging_families(knowledge.families)
+    assert flagging is _flagging_families(knowledge.families)
+    indications._FAMILY_INDEXES.clear()
+    for _ in range(100):
+        classify_code(Code(ICD10CM, "F33.1"), _flagging_families(knowledge.families))
+        classify_code(Code(ICD10CM, "F33.1"), knowledge.families)
+    assert len(indications._FAMILY_INDEXES) == 2
