@@ -104,8 +104,17 @@ def test_migration_0005_creates_the_assertion_table(crd_app):
 
 
 
+@pytest.fixture(scope="module")
+def answering_app(tmp_path_factory):
+    """The CRD answers alone (no reviewer, one SQLite database for the module): what these
+    tests pin does not depend on the database engine."""
+    database = tmp_path_factory.mktemp("crd-answers") / "audit.sqlite3"
+    return create_app({"TESTING": True, "AUTH_ENABLED": False, "DATABASE_URL": f"sqlite:///{database}",
+                       "SECRET_KEY": "test-secret"})
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CRD.glob("*.json") if p.name != "expected.json"))
-def test_each_card_is_rendered_once_with_room_for_the_crd_lines(crd_app, monkeypatch, name):
+def test_each_card_is_rendered_once_with_room_for_the_crd_lines(answering_app, monkeypatch, name):
     """The pipeline leaves room for what the CRD layer adds (asserts_coverage tells it ahead of
     the assertions), so the CRD layer never renders a card a second time."""
     from cds_service import card_render, pipeline
@@ -122,7 +131,7 @@ def test_each_card_is_rendered_once_with_room_for_the_crd_lines(crd_app, monkeyp
     monkeypatch.setattr(pipeline, "render_card", counted("pipeline"))
     monkeypatch.setattr(respond, "render_card", counted("crd"))
     body = json.loads((CRD / name).read_bytes())
-    payload = _post(crd_app, name, f"iv-anesthetics-{body['hook']}")
+    payload = _post(answering_app, name, f"iv-anesthetics-{body['hook']}")
     assert renders["crd"] == 0
     assert renders["pipeline"] >= len(payload["cards"])
 
@@ -134,26 +143,26 @@ COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/e
     5, "x", [5], ["x"], {"url": COVERAGE_INFORMATION, "extension": 5},
     [{"url": COVERAGE_INFORMATION, "extension": 5}], [{"url": COVERAGE_INFORMATION, "extension": [5]}],
 ])
-def test_an_order_whose_extensions_cannot_be_read_is_a_400_not_a_500(crd_app, extension):
+def test_an_order_whose_extensions_cannot_be_read_is_a_400_not_a_500(answering_app, extension):
     """The CRD layer keeps the order's own extensions and replaces coverage information it finds
     there; an extension that is not an Extension object is unreadable input, not an internal error."""
     body = json.loads((CRD / "01-ig-shape-ketamine-depression.json").read_bytes())
     for entry in body["context"]["draftOrders"]["entry"]:
         if entry["resource"]["resourceType"] == "MedicationRequest":
             entry["resource"]["extension"] = extension
-    response = crd_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
+    response = answering_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome" and "extension" in outcome["issue"][0]["diagnostics"]
 
 
-def test_an_order_with_other_extensions_keeps_them_next_to_the_coverage_information(crd_app):
+def test_an_order_with_other_extensions_keeps_them_next_to_the_coverage_information(answering_app):
     body = json.loads((CRD / "01-ig-shape-ketamine-depression.json").read_bytes())
     own = {"url": "http://example.org/fhir/StructureDefinition/ordering-note", "valueString": "as discussed"}
     for entry in body["context"]["draftOrders"]["entry"]:
         if entry["resource"]["resourceType"] == "MedicationRequest":
             entry["resource"]["extension"] = [own]
-    response = crd_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
+    response = answering_app.test_client().post("/cds-services/iv-anesthetics-order-sign", json=body)
     assert response.status_code == 200
     [action] = response.get_json()["systemActions"]
     extensions = action["resource"]["extension"]
