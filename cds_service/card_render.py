@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .decision import Decision
+from .identity_memo import IdentityMemo
 from .indications import ClassifiedCode, UncodedReason
-from .knowledge import Family, Policy
+from .knowledge import Policy
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 from .terminology import RXNORM, SYSTEM_NAMES, Code, codings_of
@@ -228,18 +229,13 @@ def _evidence_blocks(policy: Policy, primary: ClassifiedCode | None, drug_id: st
     if primary is None:
         return []
     family = primary.family
-    key = (id(policy), id(text), id(family), drug_id, drug)
-    kept = _EVIDENCE.get(key)
-    if kept is None or any(a is not b for a, b in zip(kept[0], (policy, text, family), strict=True)):
-        if len(_EVIDENCE) >= 256:
-            _EVIDENCE.clear()
-        kept = _EVIDENCE[key] = ((policy, text, family), tuple(_studies_blocks(policy, primary, drug_id, drug, text)))
-    return list(kept[1])
+    blocks = _EVIDENCE.get((policy, text, family),
+                           lambda: tuple(_studies_blocks(policy, primary, drug_id, drug, text)), drug_id, drug)
+    return list(blocks)
 
 
-# (ids of the policy, the card text and the family, the drug) -> (those objects, the blocks); the
-# objects are kept so that their ids stay theirs. The blocks' link dicts are copied onto cards.
-_EVIDENCE: dict[tuple[int, int, int, str, str], tuple[tuple[Policy, CardText, Family], tuple[Block, ...]]] = {}
+# Per policy, card text and family (by identity) and drug. The blocks' link dicts are copied onto cards.
+_EVIDENCE: IdentityMemo[tuple[Block, ...]] = IdentityMemo(256)
 
 
 def _studies_blocks(policy: Policy, primary: ClassifiedCode, drug_id: str, drug: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from .identity_memo import IdentityMemo
 from .indications import (
     ClassifiedCode,
     IndicationCode,
@@ -144,13 +145,7 @@ def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:
     built and dropped an index each time)."""
     if not isinstance(families, tuple):
         return tuple(f for f in families if f.section not in QUIET_SECTIONS)
-    kept = _FLAGGING.get(id(families))
-    if kept is None or kept[0] is not families:
-        if len(_FLAGGING) >= 64:
-            _FLAGGING.clear()
-        kept = _FLAGGING[id(families)] = (families, tuple(f for f in families if f.section not in QUIET_SECTIONS))
-    return kept[1]
+    return _FLAGGING.get((families,), lambda: tuple(f for f in families if f.section not in QUIET_SECTIONS))
 
 
-# id of a tuple of families -> (that tuple, its flagging families); the tuple is kept so its id stays its own
-_FLAGGING: dict[int, tuple[tuple[Family, ...], tuple[Family, ...]]] = {}
+_FLAGGING: IdentityMemo[tuple[Family, ...]] = IdentityMemo(64)  # per tuple of families

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .identity_memo import IdentityMemo
 from .knowledge import QUIET_SECTIONS, WARNING_SECTIONS, Family
 from .resource_index import Resource, dicts_in
 from .terminology import ICD10CM, SYSTEM_NAMES, Code, codings_of
@@ -176,12 +177,7 @@ def classify_code(code: Code, families: Iterable[Family]) -> Family | None:
     concept first, else the longest ``is-a`` prefix (ValueSetMatcher.specificity's ranking)."""
     if not isinstance(families, tuple):
         return _classify_by_scan(code, families)
-    kept = _FAMILY_INDEXES.get(id(families))
-    if kept is None or kept[0] is not families:
-        if len(_FAMILY_INDEXES) >= 64:
-            _FAMILY_INDEXES.clear()
-        kept = _FAMILY_INDEXES[id(families)] = (families, _FamilyIndex(families))
-    return kept[1].classify(code)
+    return _FAMILY_INDEXES.get((families,), lambda: _FamilyIndex(families)).classify(code)
 
 
 def _classify_by_scan(code: Code, families: Iterable[Family]) -> Family | None:
@@ -218,8 +214,7 @@ class _FamilyIndex:
         return None
 
 
-# id of a tuple of families -> (that tuple, its index); the tuple is kept so its id stays its own
-_FAMILY_INDEXES: dict[int, tuple[tuple[Family, ...], _FamilyIndex]] = {}
+_FAMILY_INDEXES: IdentityMemo[_FamilyIndex] = IdentityMemo(64)  # per tuple of families
 
 
 def _late_phase_injury(code: Code) -> bool:
