@@ -8,6 +8,7 @@ imported at the first fetch, not at start-up (~0.1 s; most hook calls fetch noth
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -112,7 +113,26 @@ def shared_executor(max_workers: int) -> ThreadPoolExecutor:
         return _shared.executor
 
 
+LOOPBACK_CACHE_MAX_CHARS = 2048  # longer URLs are checked every time (at most ~0.5 MiB kept)
+
+
 def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` is http(s) on localhost or a loopback address.
+
+    Every in-scope call without an access token asks this of its fhirServer (the sandbox's
+    default), and parsing the address costs more than the rest of the data source's set-up;
+    an EHR names the same few servers, so short URLs are answered from a small cache."""
+    if len(url) <= LOOPBACK_CACHE_MAX_CHARS:
+        return _is_loopback_short_url(url)
+    return _is_loopback(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_short_url(url: str) -> bool:
+    return _is_loopback(url)
+
+
+def _is_loopback(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False

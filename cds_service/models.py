@@ -7,11 +7,12 @@ sent it, codes, and the cards the service itself produced.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .json_text import ascii_json
 
 
 class Base(DeclarativeBase):
@@ -81,7 +82,8 @@ class Alert(Base):
                 indication_family: str | None, decision_kind: str) -> str:
         """SHA-256 (hex) of the order and decision; migration 0004 backfills with a frozen copy."""
         parts = [order_id, drug, policy_id, policy_section, indication_family, decision_kind]
-        return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+        # ascii_json writes exactly json.dumps(parts, separators=(",", ":")), the frozen copy's text.
+        return hashlib.sha256(ascii_json(parts).encode()).hexdigest()
 
 
 class Feedback(Base):

@@ -34,12 +34,16 @@ def read_system_aliases(path: Path) -> dict[str, str]:
 
 
 _ALIASES: dict[str, str] = {}
+_READ: dict[tuple[str, str, str], Code | None] = {}  # see _read_coding
+READ_MAX = 4096  # distinct codings remembered per process; then it starts again
+READ_MAX_CHARS = 512  # longer codings are read every time
 
 
 def use_system_aliases(aliases: dict[str, str]) -> None:
     """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
     _ALIASES.clear()
     _ALIASES.update(aliases)
+    _READ.clear()  # codings read under the old aliases
 
 
 use_system_aliases(read_system_aliases(CODE_SYSTEMS_FILE))
@@ -105,10 +109,34 @@ def codings_of(concept: object) -> Iterator[Code]:
         if not isinstance(coding, dict):
             continue
         system, code = coding.get("system"), coding.get("code")
-        if isinstance(system, str) and isinstance(code, str) and code.strip():
-            system = canonical_system(system)
+        if isinstance(system, str) and isinstance(code, str):
             display = coding.get("display")
-            yield Code(system, normalize_code(system, code), display if isinstance(display, str) else "")
+            read = _read_coding(system, code, display if isinstance(display, str) else "")
+            if read is not None:
+                yield read
+
+
+def _read_coding(system: str, code: str, display: str) -> Code | None:
+    """The Code of one coding's strings, or None when the code is blank.
+
+    A pure function of three strings, and the codings an EHR sends repeat (the same drug,
+    route and diagnosis codes order after order), so each is worked out once and the frozen
+    Code shared: ten or so codings are read per in-scope call, and canonical_system,
+    normalize_code and a frozen dataclass cost a few microseconds each time."""
+    key = (system, code, display)
+    try:
+        return _READ[key]
+    except KeyError:
+        pass
+    read = None
+    if code.strip():
+        canonical = canonical_system(system)
+        read = Code(canonical, normalize_code(canonical, code), display)
+    if len(system) + len(code) + len(display) <= READ_MAX_CHARS:
+        if len(_READ) >= READ_MAX:
+            _READ.clear()
+        _READ[key] = read
+    return read
 
 
 @dataclass(frozen=True)
