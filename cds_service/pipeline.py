@@ -163,8 +163,9 @@ def normalize_request(request: HookRequest) -> HookRequest:
     draft_orders = normalize_resource(request.draft_orders, changes, "context.draftOrders")
     prefetch = {key: normalize_resource(value, changes, f"prefetch.{key}")
                 for key, value in request.prefetch.items()}
-    if changes:
-        log.debug("read single objects as arrays at: %r", changes[:20])
+    if not changes:  # copy-on-write: nothing was changed, so nothing is new
+        return request
+    log.debug("read single objects as arrays at: %r", changes[:20])
     return replace(request, draft_orders=draft_orders, prefetch=prefetch)
 
 
