@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +35,7 @@ def read_system_aliases(path: Path) -> dict[str, str]:
 
 
 _ALIASES: dict[str, str] = {}
-_READ: dict[tuple[str, str, str], Code | None] = {}  # see _read_coding
-READ_MAX = 4096  # distinct codings remembered per process; then it starts again
+READ_CACHE_SIZE = 4096  # distinct codings remembered per process (least recently used go first)
 READ_MAX_CHARS = 512  # longer codings are read every time
 
 
@@ -43,10 +43,10 @@ def use_system_aliases(aliases: dict[str, str]) -> None:
     """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
     _ALIASES.clear()
     _ALIASES.update(aliases)
-    _READ.clear()  # codings read under the old aliases
+    _read_short_coding.cache_clear()  # codings read under the old aliases
 
 
-use_system_aliases(read_system_aliases(CODE_SYSTEMS_FILE))
+_ALIASES.update(read_system_aliases(CODE_SYSTEMS_FILE))  # nothing read yet: no cache to clear
 
 
 def canonical_system(system: str) -> str:
@@ -120,23 +120,25 @@ def _read_coding(system: str, code: str, display: str) -> Code | None:
     """The Code of one coding's strings, or None when the code is blank.
 
     A pure function of three strings, and the codings an EHR sends repeat (the same drug,
-    route and diagnosis codes order after order), so each is worked out once and the frozen
-    Code shared: ten or so codings are read per in-scope call, and canonical_system,
-    normalize_code and a frozen dataclass cost a few microseconds each time."""
-    key = (system, code, display)
-    try:
-        return _READ[key]
-    except KeyError:
-        pass
-    read = None
-    if code.strip():
-        canonical = canonical_system(system)
-        read = Code(canonical, normalize_code(canonical, code), display)
+    route and diagnosis codes order after order), so each short one is worked out once and the
+    frozen Code shared: ten or so codings are read per in-scope call, and canonical_system,
+    normalize_code and a frozen dataclass cost a few microseconds each time. A coding longer
+    than ``READ_MAX_CHARS`` is read every time, so the cache cannot be made to hold large text."""
     if len(system) + len(code) + len(display) <= READ_MAX_CHARS:
-        if len(_READ) >= READ_MAX:
-            _READ.clear()
-        _READ[key] = read
-    return read
+        return _read_short_coding(system, code, display)
+    return _read_uncached(system, code, display)
+
+
+@functools.lru_cache(maxsize=READ_CACHE_SIZE)
+def _read_short_coding(system: str, code: str, display: str) -> Code | None:
+    return _read_uncached(system, code, display)
+
+
+def _read_uncached(system: str, code: str, display: str) -> Code | None:
+    if not code.strip():
+        return None
+    canonical = canonical_system(system)
+    return Code(canonical, normalize_code(canonical, code), display)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,13 @@ def _uncached(system: str, code: str, display: str) -> Code | None:
     return Code(canonical, terminology.normalize_code(canonical, code), display)
 
 
+@pytest.fixture
+def empty_coding_cache():
+    terminology._read_short_coding.cache_clear()
+    yield terminology._read_short_coding
+    terminology._read_short_coding.cache_clear()
+
+
 CODINGS = [
     ("urn:oid:2.16.840.1.113883.6.90", "f339", "Major depressive disorder"),
     (ICD10CM, " F33.9 ", ""),
@@ -35,17 +42,19 @@ CODINGS = [
 
 
 @pytest.mark.parametrize("system, code, display", CODINGS)
-def test_a_coding_read_twice_reads_as_the_uncached_reading(monkeypatch, system, code, display):
-    monkeypatch.setattr(terminology, "_READ", {})
+def test_a_coding_read_twice_reads_as_the_uncached_reading(empty_coding_cache, system, code, display):
     concept = {"coding": [{"system": system, "code": code, "display": display}]}
     expected = [c for c in [_uncached(system, code, display)] if c is not None]
     assert list(codings_of(concept)) == expected
     assert list(codings_of(json.loads(json.dumps(concept)))) == expected
-    assert (len(terminology._READ) == 1) == (len(system + code + display) <= terminology.READ_MAX_CHARS)
+    cached = empty_coding_cache.cache_info()
+    if len(system + code + display) <= terminology.READ_MAX_CHARS:
+        assert (cached.currsize, cached.hits) == (1, 1)
+    else:  # read every time, never kept
+        assert (cached.currsize, cached.hits) == (0, 0)
 
 
-def test_new_system_aliases_forget_codings_read_under_the_old_ones(monkeypatch):
-    monkeypatch.setattr(terminology, "_READ", {})
+def test_new_system_aliases_forget_codings_read_under_the_old_ones(empty_coding_cache):
     saved = dict(terminology._ALIASES)
     concept = {"coding": [{"system": "urn:example:icd", "code": "f339"}]}
     try:
@@ -57,12 +66,14 @@ def test_new_system_aliases_forget_codings_read_under_the_old_ones(monkeypatch):
     assert next(codings_of(concept)).system == "urn:example:icd"
 
 
-def test_the_memo_starts_again_when_full(monkeypatch):
-    monkeypatch.setattr(terminology, "_READ", {})
-    monkeypatch.setattr(terminology, "READ_MAX", 3)
-    for n in range(10):
-        assert next(codings_of({"coding": [{"system": ICD10CM, "code": f"F3{n}"}]})).code == f"F3{n}"
-        assert len(terminology._READ) <= 3
+def test_the_coding_cache_stays_within_its_size_and_still_reads_right(empty_coding_cache):
+    size = terminology.READ_CACHE_SIZE
+    assert empty_coding_cache.cache_info().maxsize == size
+    for n in range(size + 100):
+        assert next(codings_of({"coding": [{"system": ICD10CM, "code": f"f3{n}"}]})) == _uncached(ICD10CM, f"f3{n}", "")
+    assert empty_coding_cache.cache_info().currsize == size
+    # the first ones were let go, and read again the same
+    assert next(codings_of({"coding": [{"system": ICD10CM, "code": "f30"}]})) == Code(ICD10CM, "F30")
 
 
 @pytest.mark.parametrize("url, loopback", [
