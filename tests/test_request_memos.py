@@ -16,11 +16,7 @@ migration_0004 = importlib.import_module(
     "cds_service.migrations.versions.0004_alert_groups_login_throttle_sessions")
 
 
-def _uncached(system: str, code: str, display: str) -> Code | None:
-    if not code.strip():
-        return None
-    canonical = terminology.canonical_system(system)
-    return Code(canonical, terminology.normalize_code(canonical, code), display)
+_uncached = terminology._read_uncached  # what the cache must give back, read afresh every time
 
 
 @pytest.fixture
