@@ -9,6 +9,7 @@ Nothing technical reaches the card: no code-system URLs, resource ids, server or
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 from .decision import Decision
 from .identity_memo import IdentityMemo
 from .indications import ClassifiedCode, UncodedReason
-from .knowledge import Policy
+from .knowledge import Family, Policy
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 from .terminology import RXNORM, SYSTEM_NAMES, Code, codings_of
@@ -32,12 +33,30 @@ WARNING_KINDS = ("warning", "warning_problem_list", "advisory")
 ESSENTIAL, IMPORTANT, USEFUL, EXTRA = 0, 1, 2, 3
 
 
+ESCAPE_CACHE_SIZE = 4096  # distinct (text, limit) pairs kept per process
+ESCAPE_CACHE_MAX_CHARS = 512  # longer texts are escaped every time
+
+
 def escape_markdown(text: str, limit: int = MAX_ESCAPED_LENGTH) -> str:
-    """Make request-supplied text inert in GitHub-flavoured Markdown (and raw HTML)."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    """Make request-supplied text inert in GitHub-flavoured Markdown (and raw HTML).
+
+    A pure function of its arguments, and the texts repeat from call to call (drug names, code
+    displays, routes, plan names), so short ones are kept in a bounded cache."""
+    if type(text) is str and len(text) <= ESCAPE_CACHE_MAX_CHARS:
+        return _escape_short(text, limit)
+    return _escape(text, limit)
+
+
+@functools.lru_cache(maxsize=ESCAPE_CACHE_SIZE)
+def _escape_short(text: str, limit: int) -> str:
+    return _escape(text, limit)
+
+
+def _escape(text: object, limit: int) -> str:
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
 def first_sentence(quote: str) -> str:
@@ -220,24 +239,6 @@ def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[B
     return blocks
 
 
-def _evidence_blocks(policy: Policy, primary: ClassifiedCode | None, drug_id: str, drug: str,
-                     text: CardText) -> list[Block]:
-    """The strongest studies the policy cites for the indication, the ordered drug's first.
-
-    Knowledge only (the policy, the family, the drug and the card text), so worked out once
-    per combination and kept (``_EVIDENCE``) for as long as those objects are the app's."""
-    if primary is None:
-        return []
-    family = primary.family
-    blocks = _EVIDENCE.get((policy, text, family),
-                           lambda: tuple(_studies_blocks(policy, primary, drug_id, drug, text)), drug_id, drug)
-    return list(blocks)
-
-
-# Per policy, card text and family (by identity) and drug. The blocks' link dicts are copied onto cards.
-_EVIDENCE: IdentityMemo[tuple[Block, ...]] = IdentityMemo(256)
-
-
 def _studies_blocks(policy: Policy, primary: ClassifiedCode, drug_id: str, drug: str,
                     text: CardText) -> list[Block]:
     family = primary.family
@@ -282,17 +283,43 @@ def _plan_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) ->
     return [Block(ESSENTIAL, text.get("lines", key).format(plan=escape_markdown(choice.plan, 80), **values))]
 
 
-def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_chars: int = 0) -> dict[str, Any]:
-    """The card for one decision; ``reserve_chars`` leaves room under the detail limit for lines a
-    caller adds (the Da Vinci CRD layer names the order and says what the card adds)."""
+class _Frame(NamedTuple):
+    """The parts of a card that follow from knowledge alone: the policy, the card text, the
+    ordered drug, the indication families named and the kind of decision."""
+
+    values: dict[str, str]  # the card text's fields; read, never changed, by each card
+    summary: str
+    head: tuple[Block, ...]  # the lead line and the policy's own words
+    tail: tuple[Block, ...]  # the studies and the "change the order" line
+    policy_link: dict[str, str] | None
+    source: dict[str, Any]
+    override_reasons: tuple[dict[str, str], ...]
+
+
+# Per policy, card text, drug and families (by identity), kind and problem-list state: a card's
+# knowledge-only parts are worked out once per combination instead of on every card.
+_FRAMES: IdentityMemo[_Frame] = IdentityMemo(512)
+
+
+def _frame(decision: Decision, text: CardText) -> _Frame:
+    policy = decision.policy_choice.policy
+    drug = decision.order.medication.drug
+    named = decision.named or ((decision.primary,) if decision.primary else ())
+    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
+    primary = decision.primary.family if decision.primary else None
+    objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
+    return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
+                       decision.kind, decision.problem_list_unavailable)
+
+
+def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
+                 reads_as: Family | None) -> _Frame:
     choice = decision.policy_choice
     policy = choice.policy
     order = decision.order
     drug_id = order.medication.drug.id if order.medication.drug else ""
     drug = order.medication.drug.label if order.medication.drug else "anesthetic"
     kind = decision.kind
-    named = decision.named or ((decision.primary,) if decision.primary else ())
-    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
     number = policy.number
     values = {
         "drug": drug,
@@ -313,12 +340,47 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
         summary = _fit_summary(text.get("summary", summary_key), values)
 
     lead_key = "undocumented_unavailable" if kind == "undocumented" and decision.problem_list_unavailable else kind
-    blocks: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", lead_key).format(**values).split()))]
+    head: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", lead_key).format(**values).split()))]
     if kind in WARNING_KINDS:
-        blocks.extend(_quote_blocks(policy, named))
+        head.extend(_quote_blocks(policy, named))
     elif kind == "uncoded_reason" and reads_as is not None and reads_as.section in policy.sections:
         section = policy.sections[reads_as.section]
-        blocks.append(Block(ESSENTIAL, f"> **{section.label}** {section.statement}"))
+        head.append(Block(ESSENTIAL, f"> **{section.label}** {section.statement}"))
+
+    tail: list[Block] = []
+    if kind in WARNING_KINDS:
+        tail.extend(_studies_blocks(policy, decision.primary, drug_id, drug, text) if decision.primary else ())
+    if kind != "no_policy":
+        tail.append(Block(EXTRA, text.get("lines", "change")))
+
+    policy_link = None
+    if policy.url:
+        policy_link = {"label": " ".join(text.get("labels", "policy_link").format(**values).split()),
+                       "url": policy.url, "type": "absolute"}
+    source: dict[str, Any] = {"label": policy.payer_name, "topic": dict(text.get("topic"))}
+    if policy.url:
+        source["url"] = policy.url
+    override_reasons = tuple(
+        {"system": f"urn:iv-anesthetics-cds:override-reason:{policy.id}", "code": r["code"], "display": r["display"]}
+        for r in policy.override_reasons)
+    return _Frame(values, summary, tuple(head), tuple(tail), policy_link, source, override_reasons)
+
+
+def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_chars: int = 0) -> dict[str, Any]:
+    """The card for one decision; ``reserve_chars`` leaves room under the detail limit for lines a
+    caller adds (the Da Vinci CRD layer names the order and says what the card adds)."""
+    frame = _frame(decision, text)
+    values = frame.values
+    choice = decision.policy_choice
+    policy = choice.policy
+    order = decision.order
+    drug_id = order.medication.drug.id if order.medication.drug else ""
+    drug = values["drug"]
+    kind = decision.kind
+    named = decision.named or ((decision.primary,) if decision.primary else ())
+    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
+
+    blocks: list[Block] = list(frame.head)
     if kind != "no_policy":
         blocks.extend(_replaced_block(choice, text, values))
     blocks.extend(_plan_block(choice, text, values))
@@ -334,43 +396,26 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
     caveat = order.medication.caveat
     if caveat.strip():
         blocks.append(Block(IMPORTANT, f"**Note:** {escape_markdown(caveat, 300)}"))
-
-    if kind in WARNING_KINDS:
-        blocks.extend(_evidence_blocks(policy, decision.primary, drug_id, drug, text))
-    if kind != "no_policy":
-        blocks.append(Block(EXTRA, text.get("lines", "change")))
+    blocks.extend(frame.tail)
 
     blocks = _fit_detail(blocks, text.get("limits", "detail_chars") - reserve_chars)
     if not any(b.text.startswith("- ") for b in blocks):  # a studies heading without studies
         blocks = [b for b in blocks if not b.text.startswith(("**Studies", "**The policy cites no study"))]
 
-    card_links: list[dict[str, str]] = []
-    if policy.url:
-        card_links.append({
-            "label": " ".join(text.get("labels", "policy_link").format(**values).split()),
-            "url": policy.url,
-            "type": "absolute",
-        })
+    card_links: list[dict[str, str]] = [dict(frame.policy_link)] if frame.policy_link else []
     for block in blocks:
         for link in block.links:
             if all(link["url"] != known["url"] for known in card_links):
                 card_links.append(dict(link))
 
-    source: dict[str, Any] = {"label": policy.payer_name, "topic": dict(text.get("topic"))}
-    if policy.url:
-        source["url"] = policy.url
-
+    source = dict(frame.source, topic=dict(frame.source["topic"]))
     card: dict[str, Any] = {
         "uuid": card_uuid,
-        "summary": summary,
+        "summary": frame.summary,
         "detail": _join(blocks),
         "indicator": decision.indicator,
         "source": source,
-        "overrideReasons": [
-            {"system": f"urn:iv-anesthetics-cds:override-reason:{policy.id}", "code": r["code"],
-             "display": r["display"]}
-            for r in policy.override_reasons
-        ],
+        "overrideReasons": [dict(r) for r in frame.override_reasons],
         "extension": {
             EXTENSION_KEY: _without_empty({
                 "policy": policy.id,

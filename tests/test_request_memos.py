@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cds_service import fhir_client, terminology
+from cds_service import card_render, fhir_client, terminology
 from cds_service.models import Alert
 from cds_service.terminology import ICD10CM, NDC, Code, codings_of
 
@@ -106,3 +106,75 @@ def test_long_urls_are_not_kept_by_the_loopback_cache():
 def test_the_alert_group_key_is_the_key_migration_0004_wrote(parts):
     frozen = hashlib.sha256(json.dumps(list(parts), separators=(",", ":")).encode()).hexdigest()
     assert Alert.key_for(*parts) == frozen == migration_0004._group_key(*parts)
+
+
+# -- card rendering ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_escape_cache():
+    card_render._escape_short.cache_clear()
+    yield card_render._escape_short
+    card_render._escape_short.cache_clear()
+
+
+@pytest.mark.parametrize("text, limit", [
+    ("ketamine *50* mg_ml [x] <b>", 200), ("  spaced\n  text ", 60), ("z" * 300, 200), ("", 80),
+])
+def test_markdown_escaping_is_the_same_cached_or_not(empty_escape_cache, text, limit):
+    expected = card_render._escape(text, limit)
+    assert card_render.escape_markdown(text, limit) == expected
+    assert card_render.escape_markdown(text, limit) == expected
+    assert (empty_escape_cache.cache_info().currsize, empty_escape_cache.cache_info().hits) == (1, 1)
+
+
+def test_long_or_non_text_values_are_escaped_without_the_cache(empty_escape_cache):
+    long = "a*" * 400
+    assert card_render.escape_markdown(long, 1000) == card_render._escape(long, 1000)
+    assert card_render.escape_markdown(42) == "42"
+    assert empty_escape_cache.cache_info().currsize == 0
+
+
+def _depression_decision(app):
+    from cds_service.decision import decide
+    from cds_service.indications import order_indications
+    from cds_service.policy_choice import choose_policy
+    from cds_service.resource_index import ResourceIndex
+    from cds_service.screening import screen_orders
+
+    from .factories import icd, med_request, rxnorm
+
+    state = app.extensions["cds"]
+    index = ResourceIndex()
+    order = med_request(rxnorm("238084"), reason=[icd("F33.2")])
+    [screened] = screen_orders([(None, order)], None, index.resolve, state.knowledge.medications).in_scope
+    return decide(screened, order_indications(order, index.resolve), None,
+                  choose_policy([], state.knowledge.policies, "bcbsmn-ii-271", index.resolve),
+                  state.knowledge.families)
+
+
+def test_a_card_changed_by_its_caller_leaves_the_next_card_as_it_was(app):
+    """The knowledge-only parts of a card are worked out once; each card gets its own copies."""
+    decision, text = _depression_decision(app), app.extensions["cds"].card_text
+    first = card_render.render_card(decision, text, "u1")
+    pristine = json.loads(json.dumps(first))
+    first["source"]["topic"]["code"] = "changed"
+    first["source"]["label"] = "changed"
+    first["links"][0]["url"] = "changed"
+    first["overrideReasons"][0]["display"] = "changed"
+    first["extension"]["iv-anesthetics-cds"]["policy"] = "changed"
+    assert card_render.render_card(decision, text, "u1") == pristine
+
+
+def test_other_card_text_gives_cards_in_that_text_not_the_remembered_ones(app):
+    from dataclasses import replace
+
+    decision, text = _depression_decision(app), app.extensions["cds"].card_text
+    before = card_render.render_card(decision, text, "u1")
+    raw = json.loads(json.dumps(text.raw))
+    raw["summary"]["warning"] = "Reworded: " + raw["summary"]["warning"]
+    raw["lines"]["change"] = "Reworded change line."
+    after = card_render.render_card(decision, replace(text, raw=raw), "u1")
+    assert after["summary"].startswith("Reworded: ") and not before["summary"].startswith("Reworded")
+    assert "Reworded change line." in after["detail"] and "Reworded change line." not in before["detail"]
+    assert card_render.render_card(decision, text, "u1") == before
