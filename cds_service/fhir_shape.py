@@ -11,7 +11,10 @@ caller can log them at debug level. Pure functions over plain data.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import orjson
 
 # Elements that are arrays (0..*) in FHIR R4, by resource type, for the resources we read.
 RESOURCE_ARRAYS: dict[str, frozenset[str]] = {
@@ -51,7 +54,70 @@ def normalize_resource(value: Any, changes: list[str] | None = None, path: str =
     and ``value`` itself is never modified. ``changes`` (if given) collects the JSON paths that
     were changed.
     """
+    if not isinstance(value, _CONTAINERS) or not _may_change(value):
+        return value
     return _normalize(value, "", changes if changes is not None else [], (None, path) if path else None)
+
+
+# -- the scan: "nothing to change" decided from the value's JSON text, where that is sure -------
+#
+# orjson writes compact JSON: no space between tokens, a key as ``"name":`` (escaped only for a
+# quote, a backslash or a control character, none of which is in an element name), a quote
+# inside a string always as ``\"``, ``resourceType`` as ``"resourceType":"Type"``, control
+# characters as escapes and other characters as they are. So a dict whose key K holds an object
+# shows as ``"K":{``, and the walk can change something only if the text shows such a K that is
+# an array in some context with that context in the text too (the element holding it, or the
+# resource type), or some string that may begin or end with whitespace. When the text shows
+# none of these, the walk would return the value unchanged; otherwise it runs, as it did for
+# every value before the scan. Over-reading is safe (the walk runs); tests/test_normalize_scan.py
+# pins that nothing is under-read.
+
+
+def _contexts() -> dict[bytes, tuple[bytes, ...]]:
+    """Per element name that is an array somewhere: the texts of which one must be in the JSON
+    for it to be an array there (none: it is one everywhere)."""
+    everywhere = COMMON_ARRAYS | ANYWHERE_ARRAYS
+    where: dict[str, set[str]] = {}
+    for element, names in ELEMENT_ARRAYS.items():
+        for name in names - everywhere:
+            where.setdefault(name, set()).add(f'"{element}":')
+    for rtype, names in RESOURCE_ARRAYS.items():
+        for name in names - everywhere:
+            where.setdefault(name, set()).add(f'"resourceType":"{rtype}"')
+    contexts = {name.encode(): () for name in everywhere}
+    contexts.update({name.encode(): tuple(sorted(t.encode() for t in texts)) for name, texts in where.items()})
+    return contexts
+
+
+_ARRAY_CONTEXTS = _contexts()
+# What str.strip() removes, as orjson writes it at the start or the end of a string: a space, or
+# an escape (a string beginning with any escape, or ending with an escaped whitespace character;
+# \u00XX stands for every control character written that way). Whitespace beyond ASCII is
+# written as itself, and looked for (anywhere) only in text that is not ASCII.
+_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+_ESCAPED_SPACE = (b'"\\', b"\\u00",
+                  *sorted({orjson.dumps(c)[1:-1] + b'"' for c in _WHITESPACE if c.isascii() and c != " "}))
+_WIDE_SPACE = re.compile("[" + re.escape("".join(c for c in _WHITESPACE if not c.isascii())) + "]")
+
+
+def _may_change(value: dict[str, Any] | list[Any]) -> bool:
+    """False only when :func:`_normalize` would certainly return ``value`` unchanged."""
+    try:
+        text = orjson.dumps(value)
+    except TypeError:  # what orjson cannot write (integers beyond 64 bits, other keys): walk it
+        return True
+    if b'" ' in text or b' "' in text:  # a string that begins or ends with a space
+        return True
+    if b"\\" in text and any(marker in text for marker in _ESCAPED_SPACE):  # memchr first: escapes are rare
+        return True
+    if not text.isascii() and _WIDE_SPACE.search(text.decode()):
+        return True
+    pieces = text.split(b'":{')
+    for piece in pieces[:-1]:  # each ends with the key of an object: ..."K
+        contexts = _ARRAY_CONTEXTS.get(piece[piece.rfind(b'"') + 1:])
+        if contexts is not None and (not contexts or any(c in text for c in contexts)):
+            return True
+    return False
 
 
 # A path is built only when something changes: (parent path, key or index) pairs, or None.
