@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .driver_insert import Statement, execute_statements
@@ -60,7 +60,9 @@ def _apply(connection: Connection, works: list[Work]) -> None:
 @dataclass
 class _Pending:
     works: list[Work]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set once the write committed or failed, for a caller that waits for it (run, settle); a
+    # submitted write has none (an Event, with its Condition, was a tenth of recording a call).
+    done: threading.Event | None = None
     error: BaseException | None = None
     # Called by the writer thread once the write committed (None) or failed (the error).
     on_done: Callable[[BaseException | None], None] | None = None
@@ -88,14 +90,15 @@ class GroupCommitWriter:
         caller that answers differently after a TimeoutError does not have its first answer
         committed behind its back, unless a transaction hung past both waits.
         """
-        item = self._enqueue(_Pending(list(works)))
-        if not item.done.wait(timeout):
+        done = threading.Event()
+        item = self._enqueue(_Pending(list(works), done))
+        if not done.wait(timeout):
             with self._cond:
                 queued = item in self._queue
                 if queued:
                     self._queue.remove(item)
-                    item.done.set()  # withdrawn: nobody settles on it
-            if queued or not item.done.wait(timeout):
+                    done.set()  # withdrawn: nobody settles on it
+            if queued or not done.wait(timeout):
                 raise TimeoutError(f"the database write did not complete within {timeout:.0f} s")
         if item.error is not None:
             raise item.error
@@ -115,8 +118,13 @@ class GroupCommitWriter:
         with self._cond:
             if self._pid != os.getpid():  # forked: the parent's queue is not ours to wait for
                 return True
-            last = self._queue[-1] if self._queue else self._writing
-        return last is None or last.done.wait(timeout)
+            if not self._queue and self._writing is None:
+                return True
+        # A write of nothing, queued behind them: the writer takes writes in order, so once it
+        # is through, so is every write before it.
+        done = threading.Event()
+        self._enqueue(_Pending([], done))
+        return done.wait(timeout)
 
     def _enqueue(self, item: _Pending) -> _Pending:
         with self._cond:
@@ -140,8 +148,15 @@ class GroupCommitWriter:
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
                 self._writing = batch[-1]
             self._write_batch(batch)
+            with self._cond:
+                self._writing = None
 
     def _write_batch(self, batch: list[_Pending]) -> None:
+        if not any(item.works for item in batch):  # only settle()'s markers: nothing to write
+            for item in batch:
+                if item.done is not None:
+                    item.done.set()
+            return
         committing = False
         try:
             with self.database.write_lock(), self.database.transaction() as connection:
@@ -169,4 +184,5 @@ class GroupCommitWriter:
                         item.on_done(item.error)
                     except Exception:  # the writer thread must go on
                         log.exception("a group-commit completion failed")
-                item.done.set()
+                if item.done is not None:
+                    item.done.set()

@@ -93,8 +93,8 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
 
 def test_a_row_the_database_refuses_fails_only_its_own_write(storage_app):
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
-    good = _Pending([partial(write_hook_call, row=_row("good-1"))])
-    bad = _Pending([partial(write_hook_call, row=_row("bad-1", patient_id=None))])
+    good = _Pending([partial(write_hook_call, row=_row("good-1"))], threading.Event())
+    bad = _Pending([partial(write_hook_call, row=_row("bad-1", patient_id=None))], threading.Event())
     writer._write_batch([good, bad])  # one batch, as when both calls arrive together
     assert good.done.is_set() and bad.done.is_set()
     assert good.error is None
@@ -158,3 +158,31 @@ def test_a_batch_whose_commit_fails_is_not_written_again(storage_app):
         del database.transaction  # the class's method again
     assert runs == ["a", "b"]  # each write ran once, in the one batch
     assert all(isinstance(item.error, RuntimeError) for item in batch)
+
+
+def test_settle_waits_for_the_writes_submitted_before_it(storage_app):
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    outcomes: list[BaseException | None] = []
+    gate = threading.Event()
+    writer.submit(lambda connection: gate.wait(5), on_done=outcomes.append)
+    writer.submit(partial(write_hook_call, row=_row("settled-1")), on_done=outcomes.append)
+    assert not writer.settle(timeout=0.1)  # the first write is still in its transaction
+    gate.set()
+    assert writer.settle(timeout=5)
+    assert outcomes == [None, None]
+    assert _count(storage_app) == 1
+
+
+def test_settle_with_nothing_queued_answers_at_once_without_a_transaction(storage_app):
+    database = storage_app.extensions["cds"].database
+    writer = GroupCommitWriter(database)
+    writer.run(partial(write_hook_call, row=_row("before-1")))
+
+    def no_transaction():
+        raise AssertionError("settle opened a transaction with nothing to write")
+
+    database.transaction = no_transaction
+    try:
+        assert writer.settle(timeout=1)
+    finally:
+        del database.transaction  # the class's method again
