@@ -28,7 +28,7 @@ from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
 from .spool import SpoolReplayer, is_outage
-from .storage_safety import as_datetime, log_safe, storable
+from .storage_safety import as_datetime, log_safe
 
 if TYPE_CHECKING:
     from .audit_journal import Journal, Segment
@@ -106,15 +106,13 @@ _INSERT_ALERT = DriverInsert(Alert.__table__, lambda insert: insert.values(
 
 
 def hook_call_statements(dialect: Dialect, row: dict[str, Any]) -> list[Statement]:
-    """The inserts of one call and its alerts, parameters converted for ``dialect``."""
-    values = {k: v for k, v in row.items() if k != "alerts"}
-    values["recorded_at"] = as_datetime(values["recorded_at"])
-    call = storable(HookCallRecord, values)
-    alerts = [
-        {"call_record_key": call["record_key"],
-         **storable(Alert, dict(alert, created_at=as_datetime(alert["created_at"])))}
-        for alert in row["alerts"]
-    ]
+    """The inserts of one call and its alerts, parameters made storable and converted for
+    ``dialect`` (by :class:`.driver_insert.DriverInsert`)."""
+    call = {k: v for k, v in row.items() if k != "alerts"}
+    call["recorded_at"] = as_datetime(call["recorded_at"])
+    # record_key is the service's own UUID (hook_call_row): stored as it is, so it finds its call.
+    alerts = [{"call_record_key": call["record_key"], **alert, "created_at": as_datetime(alert["created_at"])}
+              for alert in row["alerts"]]
     statements = [_INSERT_CALL.statement(dialect, [call]), _INSERT_ALERT.statement(dialect, alerts)]
     return [statement for statement in statements if statement is not None]
 

@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import JSON, Connection, Dialect, String, Table
+
+from .storage_safety import storable_json, storable_text
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class DriverInsert:
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
     def statement(self, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> Statement | None:
-        """The statement for ``rows`` (all with the same keys, in the same order), or None."""
+        """The statement for ``rows`` (all with the same keys, in the same order), or None; every
+        value of a text or JSON column is made storable (:mod:`.storage_safety`) on the way."""
         if not rows:
             return None
         compiled = self._for(dialect, tuple(rows[0]))
@@ -68,7 +71,7 @@ class DriverInsert:
             else:
                 from sqlalchemy.dialects.sqlite import insert
             statement = self.build(insert(self.table).inline())  # inline: no implicit RETURNING
-            compiled = self._compiled.setdefault(key, _Compiled(statement, dialect, names))
+            compiled = self._compiled.setdefault(key, _Compiled(statement, dialect, names, self.table))
         return compiled
 
 
@@ -84,22 +87,46 @@ class Rows:
 
 
 class _Compiled:
-    def __init__(self, statement: Any, dialect: Dialect, names: tuple[str, ...]) -> None:
+    """The SQL for one dialect and column list, and per column what its value becomes: made
+    storable (:mod:`.storage_safety`: text and JSON columns, as :func:`.storage_safety.storable`
+    makes them) and then converted by the column type's own bind processor, in one pass."""
+
+    def __init__(self, statement: Any, dialect: Dialect, names: tuple[str, ...], table: Table) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(names))
         self.sql = str(compiled)
         self.names = names
         self.positional = list(compiled.positiontup) if compiled.positional else None
-        self.processors = {
-            name: processor for name in names
-            if (processor := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
+        converters = {}
+        for name in names:
+            processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            converter = _storable_then(table.c[name].type if name in table.c else None, processor)
+            if converter is not None:
+                converters[name] = converter
+        self.converters = converters
+        order = self.positional if self.positional is not None else list(names)
+        self._steps = [(name, converters.get(name)) for name in order]
 
     def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         if tuple(row) != self.names:
             raise ValueError("every row of one insert must have the same columns, in the same order")
-        values = dict(row)
-        for name, processor in self.processors.items():  # None included, as SQLAlchemy does
-            values[name] = processor(values[name])
         if self.positional is None:
-            return values
-        return tuple(values[name] for name in self.positional)
+            return {name: row[name] if convert is None else convert(row[name]) for name, convert in self._steps}
+        return tuple([row[name] if convert is None else convert(row[name]) for name, convert in self._steps])
+
+
+def _storable_then(column_type: Any, processor: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """What a value for a column of ``column_type`` goes through: made storable, then ``processor``
+    (None, as SQLAlchemy passes it, included); None when it goes in as it is."""
+    if isinstance(column_type, String):
+        length = column_type.length
+
+        def text(value: Any) -> Any:
+            value = storable_text(value, length) if isinstance(value, str) else value
+            return value if processor is None else processor(value)
+
+        return text
+    if isinstance(column_type, JSON):
+        if processor is None:
+            return storable_json
+        return lambda value: processor(storable_json(value))
+    return processor
