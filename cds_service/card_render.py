@@ -103,14 +103,14 @@ def _fit_summary(template: str, values: dict[str, str]) -> str:
 def _fit_detail(blocks: list[Block], limit: int) -> list[Block]:
     """Drop the lowest-priority blocks (the last of equal priority first) until the detail fits."""
     kept = list(blocks)
-    if len(_join(kept)) <= limit:
+    # With no block empty or padded (the rule), the joined length is the blocks' lengths and two
+    # characters between each two: the lengths are counted, and the detail is not joined here.
+    counted = bool(blocks) and all(b.text and b.text == b.text.strip() for b in blocks)
+    length = sum(len(b.text) for b in blocks) + 2 * (len(blocks) - 1)
+    if (length if counted else len(_join(kept))) <= limit:
         return kept
     drop_order = sorted((i for i, b in enumerate(blocks) if b.priority > ESSENTIAL),
                         key=lambda i: (blocks[i].priority, i), reverse=True)
-    # With no block empty or padded (the rule), the joined length is the blocks' lengths and two
-    # characters between each two: the drops are counted, and the detail joined once.
-    counted = all(b.text and b.text == b.text.strip() for b in blocks)
-    length = sum(len(b.text) for b in blocks) + 2 * (len(blocks) - 1)
     dropped: set[int] = set()
     for position in drop_order:
         dropped.add(position)
@@ -204,12 +204,18 @@ def _quote_blocks(policy: Policy, named: tuple[ClassifiedCode, ...]) -> list[Blo
             for s in sections if s in policy.sections]
 
 
-def _replaced_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) -> list[Block]:
-    policy = choice.policy
-    if not choice.replaced or policy.effective_end is None or choice.when is None:
-        return []
-    fill = {"version": policy.version or policy.number or policy.title, "end": policy.effective_end.isoformat(),
-            "when": choice.when.isoformat()}
+class _Replaced(NamedTuple):
+    """The "this policy version was replaced" line of a policy, but for the order's date."""
+
+    template: str  # formatted with ``when`` and ``fill``
+    fill: dict[str, str]
+    links: tuple[dict[str, str], ...]
+
+
+def _replaced_parts(policy: Policy, text: CardText, values: dict[str, str]) -> _Replaced | None:
+    if policy.effective_end is None:
+        return None
+    fill = {"version": policy.version or policy.number or policy.title, "end": policy.effective_end.isoformat()}
     links: tuple[dict[str, str], ...] = ()
     if policy.find_current:
         hint = policy.find_current
@@ -217,10 +223,15 @@ def _replaced_block(choice: PolicyChoice, text: CardText, values: dict[str, str]
             hint = f"[{policy.find_current}]({policy.find_current_url})"
             label = " ".join(text.get("labels", "find_current_link").format(**values).split())
             links = ({"label": label, "url": policy.find_current_url, "type": "absolute"},)
-        line = text.get("lines", "replaced").format(find_current=hint, **fill)
-    else:
-        line = text.get("lines", "replaced_no_hint").format(**fill)
-    return [Block(IMPORTANT, line, links)]
+        return _Replaced(text.get("lines", "replaced"), {**fill, "find_current": hint}, links)
+    return _Replaced(text.get("lines", "replaced_no_hint"), fill, links)
+
+
+def _replaced_block(choice: PolicyChoice, replaced: _Replaced | None) -> list[Block]:
+    if not choice.replaced or replaced is None or choice.when is None:
+        return []
+    return [Block(IMPORTANT, replaced.template.format(when=choice.when.isoformat(), **replaced.fill),
+                  replaced.links)]
 
 
 def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[Block]:
@@ -294,6 +305,7 @@ class _Frame(NamedTuple):
     policy_link: dict[str, str] | None
     source: dict[str, Any]
     override_reasons: tuple[dict[str, str], ...]
+    replaced: _Replaced | None  # the line for an order dated after the policy's effective end
 
 
 # Per policy, card text, drug and families (by identity), kind and problem-list state: a card's
@@ -363,7 +375,8 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
     override_reasons = tuple(
         {"system": f"urn:iv-anesthetics-cds:override-reason:{policy.id}", "code": r["code"], "display": r["display"]}
         for r in policy.override_reasons)
-    return _Frame(values, summary, tuple(head), tuple(tail), policy_link, source, override_reasons)
+    return _Frame(values, summary, tuple(head), tuple(tail), policy_link, source, override_reasons,
+                  _replaced_parts(policy, text, values))
 
 
 def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_chars: int = 0) -> dict[str, Any]:
@@ -382,7 +395,7 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
 
     blocks: list[Block] = list(frame.head)
     if kind != "no_policy":
-        blocks.extend(_replaced_block(choice, text, values))
+        blocks.extend(_replaced_block(choice, frame.replaced))
     blocks.extend(_plan_block(choice, text, values))
 
     if kind in WARNING_KINDS and named:
