@@ -100,6 +100,12 @@ _ESCAPED_SPACE = (b'"\\', b"\\u00",
 _WIDE_SPACE = re.compile("[" + re.escape("".join(c for c in _WHITESPACE if not c.isascii())) + "]")
 
 
+def needs_normalizing(values: list[Any]) -> bool:
+    """False only when :func:`normalize_resource` would return each of ``values`` unchanged
+    (one scan for all of them: a list is walked item by item, as each value on its own)."""
+    return _may_change(values)
+
+
 def _may_change(value: dict[str, Any] | list[Any]) -> bool:
     """False only when :func:`_normalize` would certainly return ``value`` unchanged."""
     try:

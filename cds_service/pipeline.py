@@ -24,7 +24,7 @@ from .crd.coverage_info import EXTENSION_URL as COVERAGE_INFORMATION_URL
 from .crd.coverage_info import CoverageMatch, match_coverages
 from .decision import Decision, decide
 from .errors import ApiError, Issue
-from .fhir_shape import normalize_resource
+from .fhir_shape import needs_normalizing, normalize_resource
 from .gather import DataSource, build_index
 from .hook_request import HookRequest
 from .ids import new_uuid as random_uuid
@@ -159,6 +159,8 @@ def normalize_request(request: HookRequest) -> HookRequest:
 
     Deviations are logged at debug level (paths only), never put on a card.
     """
+    if not needs_normalizing([request.draft_orders, *request.prefetch.values()]):
+        return request  # the common case: one scan of all of them, no walk
     changes: list[str] = []
     draft_orders = normalize_resource(request.draft_orders, changes, "context.draftOrders")
     prefetch = {key: normalize_resource(value, changes, f"prefetch.{key}")

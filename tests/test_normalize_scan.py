@@ -125,3 +125,13 @@ def test_random_single_objects_and_spaces_are_never_missed():
             path, container = rng.choice(places)
             _at(variant, path[:-1])[path[-1]] = container[0]
         _sure(variant)
+
+
+@pytest.mark.parametrize("path", REQUESTS, ids=[p.name for p in REQUESTS])
+def test_one_scan_of_all_parts_lets_the_walk_change_any_of_them(path):
+    parts = _parts(path)
+    for i, part in enumerate(parts):
+        for variant in [part, *_variants(part)]:
+            together = [*parts[:i], variant, *parts[i + 1:]]
+            if any(_walked(value)[1] for value in together):
+                assert fhir_shape.needs_normalizing(together)
