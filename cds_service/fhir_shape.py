@@ -90,6 +90,7 @@ def _contexts() -> dict[bytes, tuple[bytes, ...]]:
 
 
 _ARRAY_CONTEXTS = _contexts()
+_ARRAY_NAMES = frozenset(_ARRAY_CONTEXTS)
 # What str.strip() removes, as orjson writes it at the start or the end of a string: a space, or
 # an escape (a string beginning with any escape, or ending with an escaped whitespace character;
 # \u00XX stands for every control character written that way). Whitespace beyond ASCII is
@@ -119,9 +120,10 @@ def _may_change(value: dict[str, Any] | list[Any]) -> bool:
     if not text.isascii() and _WIDE_SPACE.search(text.decode()):
         return True
     pieces = text.split(b'":{')
-    for piece in pieces[:-1]:  # each ends with the key of an object: ..."K
-        contexts = _ARRAY_CONTEXTS.get(piece[piece.rfind(b'"') + 1:])
-        if contexts is not None and (not contexts or any(c in text for c in contexts)):
+    names = {piece[piece.rfind(b'"') + 1:] for piece in pieces[:-1]}  # each ends with a key: ..."K
+    for name in names & _ARRAY_NAMES:
+        contexts = _ARRAY_CONTEXTS[name]
+        if not contexts or any(c in text for c in contexts):
             return True
     return False
 
