@@ -50,6 +50,7 @@ AUDIT_WRITE_FAILURES = Counter("cds_audit_write_failures_total", "Hook-call audi
 FEEDBACK_WRITE_FAILURES = Counter("cds_feedback_write_failures_total", "Feedback requests whose storage failed.")
 
 _LATENCY_CHILDREN: dict[tuple[str, str], Histogram] = {}
+_CARD_CHILDREN: dict[tuple[str, str, str], Counter] = {}  # labels() looked up once per label set
 
 
 # -- per hook call: applied by one thread per process ------------------------------------------
@@ -77,7 +78,10 @@ def _observe_hook(service: str, path: str, seconds: float) -> None:
 
 
 def _count_card(policy: str, family: str, indicator: str) -> None:
-    CARDS.labels(policy, family, indicator).inc()
+    child = _CARD_CHILDREN.get((policy, family, indicator))
+    if child is None:
+        child = _CARD_CHILDREN.setdefault((policy, family, indicator), CARDS.labels(policy, family, indicator))
+    child.inc()
 
 
 def _apply(updates: list[tuple[Callable[..., None], tuple]]) -> None:
