@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import sys
 
 import pytest
 
@@ -135,3 +136,9 @@ def test_one_scan_of_all_parts_lets_the_walk_change_any_of_them(path):
             together = [*parts[:i], variant, *parts[i + 1:]]
             if any(_walked(value)[1] for value in together):
                 assert fhir_shape.needs_normalizing(together)
+
+
+def test_the_scans_whitespace_is_every_character_str_strip_removes():
+    everything = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert set(fhir_shape._WHITESPACE) == everything
+    assert all((c + "x" + c).strip() == "x" for c in everything)  # what the walk's strip() removes
