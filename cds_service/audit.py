@@ -28,7 +28,7 @@ from .models import Alert, HookCallRecord
 from .recording import HookCall
 from .resource_index import draft_order_entries
 from .spool import SpoolReplayer, is_outage
-from .storage_safety import as_datetime, log_safe
+from .storage_safety import as_datetime, log_safe, storable_text
 
 if TYPE_CHECKING:
     from .audit_journal import Journal, Segment
@@ -110,8 +110,10 @@ def hook_call_statements(dialect: Dialect, row: dict[str, Any]) -> list[Statemen
     ``dialect`` (by :class:`.driver_insert.DriverInsert`)."""
     call = {k: v for k, v in row.items() if k != "alerts"}
     call["recorded_at"] = as_datetime(call["recorded_at"])
-    # record_key is the service's own UUID (hook_call_row): stored as it is, so it finds its call.
-    alerts = [{"call_record_key": call["record_key"], **alert, "created_at": as_datetime(alert["created_at"])}
+    # The key an alert finds its call by, made storable as the call's own record_key column is.
+    key = call["record_key"]
+    call_key = storable_text(key, _CALLS.c.record_key.type.length) if isinstance(key, str) else key
+    alerts = [{"call_record_key": call_key, **alert, "created_at": as_datetime(alert["created_at"])}
               for alert in row["alerts"]]
     statements = [_INSERT_CALL.statement(dialect, [call]), _INSERT_ALERT.statement(dialect, alerts)]
     return [statement for statement in statements if statement is not None]

@@ -66,6 +66,7 @@ class _Pending:
     error: BaseException | None = None
     # Called by the writer thread once the write committed (None) or failed (the error).
     on_done: Callable[[BaseException | None], None] | None = None
+    marker: bool = False  # settle()'s: no write, only "every write before me is through"
 
 
 class GroupCommitWriter:
@@ -77,7 +78,8 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._thread: threading.Thread | None = None
-        self._writing: _Pending | None = None  # the last write of the batch being written
+        self._writing: _Pending | None = None  # the last item of the batch being written
+        self._markers = 0  # settle() markers in the queue, which pending() does not count
         self._pid = os.getpid()
 
     def run(self, *works: Work, timeout: float = WRITE_WAIT_S) -> None:
@@ -110,7 +112,7 @@ class GroupCommitWriter:
 
     def pending(self) -> int:
         """Writes queued and not yet taken into a transaction (by this process)."""
-        return len(self._queue) if self._pid == os.getpid() else 0
+        return len(self._queue) - self._markers if self._pid == os.getpid() else 0
 
     def settle(self, timeout: float = 5.0) -> bool:
         """Wait until every write queued before this call has committed or failed (False if
@@ -120,14 +122,15 @@ class GroupCommitWriter:
                 return True
             if not self._queue and self._writing is None:
                 return True
-        # A write of nothing, queued behind them: the writer takes writes in order, so once it
-        # is through, so is every write before it.
-        done = threading.Event()
-        self._enqueue(_Pending([], done))
+            # A marker behind them: the writer takes the queue in order and sets a marker once
+            # every write taken with it or before it is through.
+            done = threading.Event()
+            self._markers += 1
+            self._enqueue(_Pending([], done, marker=True))
         return done.wait(timeout)
 
     def _enqueue(self, item: _Pending) -> _Pending:
-        with self._cond:
+        with self._cond:  # re-entrant: settle() holds it already
             self._ensure_thread()
             self._queue.append(item)
             self._cond.notify()
@@ -136,6 +139,7 @@ class GroupCommitWriter:
     def _ensure_thread(self) -> None:  # holds self._cond
         if self._pid != os.getpid():  # forked: the parent's thread and queue are not ours
             self._pid, self._thread, self._queue, self._writing = os.getpid(), None, [], None
+            self._markers = 0
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="cds-group-commit", daemon=True)
             self._thread.start()
@@ -146,17 +150,19 @@ class GroupCommitWriter:
                 while not self._queue:
                     self._cond.wait()
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                markers = [item for item in batch if item.marker]
+                self._markers -= len(markers)
                 self._writing = batch[-1]
-            self._write_batch(batch)
+            writes = [item for item in batch if not item.marker]
+            if writes:
+                self._write_batch(writes)
+            for marker in markers:  # after the writes: each is through, committed or failed
+                if marker.done is not None:
+                    marker.done.set()
             with self._cond:
                 self._writing = None
 
     def _write_batch(self, batch: list[_Pending]) -> None:
-        if not any(item.works for item in batch):  # only settle()'s markers: nothing to write
-            for item in batch:
-                if item.done is not None:
-                    item.done.set()
-            return
         committing = False
         try:
             with self.database.write_lock(), self.database.transaction() as connection:

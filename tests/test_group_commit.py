@@ -186,3 +186,71 @@ def test_settle_with_nothing_queued_answers_at_once_without_a_transaction(storag
         assert writer.settle(timeout=1)
     finally:
         del database.transaction  # the class's method again
+
+
+def test_a_failing_write_with_a_settle_behind_it_is_run_once(storage_app):
+    database = storage_app.extensions["cds"].database
+    writer = GroupCommitWriter(database)
+    runs, outcomes, transactions = [], [], []
+    gate, holding = threading.Event(), threading.Event()
+    writer.submit(lambda connection: (holding.set(), gate.wait(5)), on_done=outcomes.append)
+    assert holding.wait(5)  # the writer is in that write's transaction: what follows is a new batch
+
+    def refused(connection):
+        runs.append(1)
+        raise RuntimeError("refused")
+
+    writer.submit(refused, on_done=outcomes.append)
+    settled = threading.Thread(target=lambda: outcomes.append(("settled", writer.settle(timeout=5))))
+    settled.start()
+    time.sleep(0.1)  # the marker is queued behind the refused write: one batch of the two
+    opened = database.transaction
+    database.transaction = lambda: (transactions.append(1), opened())[1]
+    try:
+        gate.set()
+        settled.join(5)
+    finally:
+        del database.transaction  # the class's method again
+    assert runs == [1]  # alone in its batch but for the marker: not run a second time
+    assert transactions == [1]  # and the marker opened none of its own
+    assert outcomes[0] is None and isinstance(outcomes[1], RuntimeError) and outcomes[2] == ("settled", True)
+
+
+def test_a_submitted_write_of_nothing_is_still_reported_done(storage_app):
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    outcomes: list[BaseException | None] = []
+    writer.submit(on_done=outcomes.append)
+    assert writer.settle(timeout=5)
+    assert outcomes == [None]
+
+
+def test_pending_counts_writes_not_the_markers_of_settles_that_timed_out(storage_app):
+    writer = GroupCommitWriter(storage_app.extensions["cds"].database)
+    gate, holding = threading.Event(), threading.Event()
+    writer.submit(lambda connection: (holding.set(), gate.wait(5)), on_done=lambda error: None)
+    assert holding.wait(5)  # taken into a transaction: no longer pending
+    writer.submit(partial(write_hook_call, row=_row("queued-1")), on_done=lambda error: None)
+    assert not writer.settle(timeout=0.05) and not writer.settle(timeout=0.05)
+    assert writer.pending() == 1
+    gate.set()
+    assert writer.settle(timeout=5)
+    assert writer.pending() == 0
+
+
+def test_an_alert_finds_its_call_when_the_record_key_had_to_be_made_storable(storage_app, monkeypatch):
+    from cds_service import audit
+    from cds_service.models import Alert
+
+    rows = []
+    build = audit.hook_call_row
+    monkeypatch.setattr(audit, "hook_call_row", lambda *args: rows.append(build(*args)) or rows[-1])
+    call(storage_app.test_client(), hook_request())
+    database = storage_app.extensions["cds"].database
+    assert database.writer.settle() and rows and rows[0]["alerts"]
+    key = "k\x00" + "x" * 40  # a NUL, and longer than the column's 36 characters
+    row = dict(rows[0], record_key=key, alerts=[dict(a, card_uuid=f"{a['card_uuid']}-2") for a in rows[0]["alerts"]])
+    database.writer.run(partial(write_hook_call, row=row))
+    with database.session() as session:
+        stored = session.scalars(select(HookCallRecord).where(HookCallRecord.record_key.startswith("k"))).one()
+        alerts = session.scalars(select(Alert).where(Alert.hook_call_id == stored.id)).all()
+    assert len(alerts) == len(row["alerts"])
