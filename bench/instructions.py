@@ -66,6 +66,7 @@ def count(app_kind: str, fixture: Path, calls: int, storage: Path) -> int:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CDS_")}
     env.update({"CDS_AUTH_ENABLED": "false", "CDS_SECRET_KEY": "bench-only-secret",
                 "CDS_DATABASE_URL": f"sqlite:///{storage / f'audit-{calls}.sqlite3'}",
+                "CDS_INSTANCE_PATH": str(storage),  # its spool and journal files too, not the repo's instance/
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench")])})
     result = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--fixture", help="one request of fhir_fixtures/hook-requests (default: the table)")
     parser.add_argument("--app", choices=("service", "bare"), default="service")
     args = parser.parse_args()
+    if args.calls < 1:
+        parser.error("--calls must be at least 1")
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
     runs = ([(args.app, args.fixture)] if args.fixture else

@@ -100,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cds-threads-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         env.update(CDS_AUTH_ENABLED="false", CDS_SECRET_KEY="bench-only",
-                   CDS_DATABASE_URL=f"sqlite:///{Path(tmp) / 'audit.sqlite3'}",
+                   CDS_DATABASE_URL=f"sqlite:///{Path(tmp) / 'audit.sqlite3'}", CDS_INSTANCE_PATH=tmp,
                    PROMETHEUS_MULTIPROC_DIR=tmp)
         for _ in range(args.rounds):
             for variant in BODIES:

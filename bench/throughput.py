@@ -98,6 +98,7 @@ def server_env(storage: Path) -> dict[str, str]:
     env.update({
         "CDS_AUTH_ENABLED": "false",
         "CDS_DATABASE_URL": f"sqlite:///{storage / 'audit.sqlite3'}",  # the default engine, in a temp dir
+        "CDS_INSTANCE_PATH": str(storage),  # the spool and journal files with it, not in the repo's instance/
         "CDS_SECRET_KEY": "bench-only-secret",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), env.get("PYTHONPATH", "")]),
     })
