@@ -313,11 +313,20 @@ class _Frame(NamedTuple):
 _FRAMES: IdentityMemo[_Frame] = IdentityMemo(512)
 
 
-def _frame(decision: Decision, text: CardText) -> _Frame:
+def _named(decision: Decision) -> tuple[ClassifiedCode, ...]:
+    """Every policy indication the card names, primary first."""
+    return decision.named or ((decision.primary,) if decision.primary else ())
+
+
+def _reads_as(decision: Decision) -> Family | None:
+    """The family an uncoded reason's words name, if any."""
+    return next((u.family for u in decision.uncoded if u.family is not None), None)
+
+
+def _frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
+           reads_as: Family | None) -> _Frame:
     policy = decision.policy_choice.policy
     drug = decision.order.medication.drug
-    named = decision.named or ((decision.primary,) if decision.primary else ())
-    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
     primary = decision.primary.family if decision.primary else None
     objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
     return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
@@ -382,7 +391,8 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
 def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_chars: int = 0) -> dict[str, Any]:
     """The card for one decision; ``reserve_chars`` leaves room under the detail limit for lines a
     caller adds (the Da Vinci CRD layer names the order and says what the card adds)."""
-    frame = _frame(decision, text)
+    named, reads_as = _named(decision), _reads_as(decision)
+    frame = _frame(decision, text, named, reads_as)
     values = frame.values
     choice = decision.policy_choice
     policy = choice.policy
@@ -390,8 +400,6 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
     drug_id = order.medication.drug.id if order.medication.drug else ""
     drug = values["drug"]
     kind = decision.kind
-    named = decision.named or ((decision.primary,) if decision.primary else ())
-    reads_as = next((u.family for u in decision.uncoded if u.family is not None), None)
 
     blocks: list[Block] = list(frame.head)
     if kind != "no_policy":

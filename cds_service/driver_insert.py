@@ -96,15 +96,12 @@ class _Compiled:
         self.sql = str(compiled)
         self.names = names
         self.positional = list(compiled.positiontup) if compiled.positional else None
-        converters = {}
-        for name in names:
-            processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            converter = _storable_then(table.c[name].type if name in table.c else None, processor)
-            if converter is not None:
-                converters[name] = converter
-        self.converters = converters
         order = self.positional if self.positional is not None else list(names)
-        self._steps = [(name, converters.get(name)) for name in order]
+        self._steps = [
+            (name, _storable_then(table.c[name].type if name in table.c else None,
+                                  compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)))
+            for name in order
+        ]
 
     def parameters(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         if tuple(row) != self.names:

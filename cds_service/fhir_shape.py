@@ -91,14 +91,14 @@ def _contexts() -> dict[bytes, tuple[bytes, ...]]:
 
 _ARRAY_CONTEXTS = _contexts()
 _ARRAY_NAMES = frozenset(_ARRAY_CONTEXTS)
-# What str.strip() removes, as orjson writes it at the start or the end of a string: a space, or
-# an escape (a string beginning with any escape, or ending with an escaped whitespace character;
-# \u00XX stands for every control character written that way). Whitespace beyond ASCII is
-# written as itself, and looked for (anywhere) only in text that is not ASCII.
 # Every character for which str.isspace() is true (tests/test_normalize_scan.py checks it against
 # all of Unicode; computing it here cost a tenth of a second at every start).
 _WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
                "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+# What str.strip() removes, as orjson writes it at the start or the end of a string, besides a
+# space: an escape (a string beginning with any escape, or ending with an escaped whitespace
+# character; \u00XX stands for every control character written that way). Whitespace beyond
+# ASCII is written as itself, and looked for (anywhere) only in text that is not ASCII.
 _ESCAPED_SPACE = (b'"\\', b"\\u00",
                   *sorted({orjson.dumps(c)[1:-1] + b'"' for c in _WHITESPACE if c.isascii() and c != " "}))
 _WIDE_SPACE = re.compile("[" + re.escape("".join(c for c in _WHITESPACE if not c.isascii())) + "]")
