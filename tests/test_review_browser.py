@@ -83,6 +83,20 @@ def _full_page_screenshot(driver, name: str) -> None:
     driver.set_window_size(1280, 1000)
 
 
+def _finished_download(folder: Path, pattern: str, timeout_s: float = 20.0) -> Path:
+    """The one file matching ``pattern`` once Chromium has finished writing it: the final name can
+    be there before the content is (CI once read it empty), while Chromium writes ``*.crdownload``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = list(folder.glob(pattern))
+        writing = list(folder.glob("*.crdownload"))
+        if len(found) == 1 and not writing and found[0].read_bytes().endswith(b"\n"):
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no finished download in {timeout_s} s: {sorted(p.name for p in folder.iterdir())}")
+        time.sleep(0.1)
+
+
 def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_server, browser):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
@@ -134,10 +148,7 @@ def test_pharmacist_logs_in_filters_reviews_an_alert_and_downloads_csv(live_serv
 
     browser.get(f"{live_server}/review/?outcome=overridden&family=crps")
     browser.find_element(By.ID, "csv-link").click()
-    deadline = time.monotonic() + 20
-    while not list(browser.downloads.glob("*.csv")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    (csv_file,) = browser.downloads.glob("*.csv")
+    csv_file = _finished_download(browser.downloads, "*.csv")
     lines = csv_file.read_text().splitlines()
     assert lines[0].startswith("alert_id,calls_grouped,first_seen_utc") and len(lines) == 3
     assert "policy-exception" in csv_file.read_text()
