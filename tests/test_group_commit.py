@@ -91,6 +91,50 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
     assert _count(storage_app) == 6
 
 
+def test_a_backlog_of_hundreds_of_submitted_writes_is_committed_in_few_transactions(storage_app):
+    """Submitted (journalled) writes do not wait, so a backlog can build up behind a slow batch;
+    the writer must drain it in large batches, not 64 at a time, or it falls behind for good."""
+    database = storage_app.extensions["cds"].database
+    writer = GroupCommitWriter(database)
+    transactions = []
+    original = database.transaction
+
+    def counting_transaction():
+        transactions.append(1)
+        return original()
+
+    database.transaction = counting_transaction
+    gate, first_in_flight = threading.Event(), threading.Event()
+    original_batch = writer._write_batch
+
+    def held_batch(batch):
+        first_in_flight.set()
+        assert gate.wait(30)
+        original_batch(batch)
+
+    writer._write_batch = held_batch
+    outcomes: list[BaseException | None] = []
+    all_done = threading.Event()
+    backlog = 300
+
+    def on_done(error: BaseException | None) -> None:
+        outcomes.append(error)
+        if len(outcomes) == backlog + 1:
+            all_done.set()
+
+    writer.submit(partial(write_hook_call, row=_row("b0")), on_done=on_done)
+    assert first_in_flight.wait(30)  # b0 alone is being written; the rest queue behind it
+    for i in range(1, backlog + 1):
+        writer.submit(partial(write_hook_call, row=_row(f"b{i}")), on_done=on_done)
+    assert writer.pending() == backlog
+    gate.set()
+    assert all_done.wait(30)
+    database.transaction = original
+    assert outcomes == [None] * (backlog + 1)
+    assert len(transactions) == 2  # b0 alone, then the whole backlog in one transaction
+    assert _count(storage_app) == backlog + 1
+
+
 def test_a_row_the_database_refuses_fails_only_its_own_write(storage_app):
     writer = GroupCommitWriter(storage_app.extensions["cds"].database)
     good = _Pending([partial(write_hook_call, row=_row("good-1"))], threading.Event())
