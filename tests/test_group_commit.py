@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -53,26 +54,39 @@ def test_every_concurrent_call_is_recorded_before_it_is_answered(storage_app):
     assert min(answered) >= 1 and storage_app.extensions["cds"].recorder.failures == 0
 
 
-def test_rows_waiting_together_share_one_transaction(storage_app):
+@dataclass
+class HeldWriter:
+    """A writer whose batches each wait for ``gate``, on a database that counts its transactions."""
+
+    writer: GroupCommitWriter
+    transactions: list[int] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+    first_in_flight: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def held_writer(storage_app, monkeypatch) -> HeldWriter:
     database = storage_app.extensions["cds"].database
-    writer = GroupCommitWriter(database)
-    transactions = []
-    original = database.transaction
+    held = HeldWriter(GroupCommitWriter(database))
+    original_transaction, original_batch = database.transaction, held.writer._write_batch
 
     def counting_transaction():
-        transactions.append(1)
-        return original()
+        held.transactions.append(1)
+        return original_transaction()
 
-    database.transaction = counting_transaction
-    gate, first_in_flight = threading.Event(), threading.Event()
-    original_batch = writer._write_batch
-
-    def held_batch(batch):  # the first batch waits until all rows are queued behind it
-        first_in_flight.set()
-        assert gate.wait(30)
+    def held_batch(batch):  # the first batch waits until the test has queued the rest behind it
+        held.first_in_flight.set()
+        assert held.gate.wait(30)
         original_batch(batch)
 
-    writer._write_batch = held_batch
+    monkeypatch.setattr(database, "transaction", counting_transaction)
+    monkeypatch.setattr(held.writer, "_write_batch", held_batch)
+    return held
+
+
+def test_rows_waiting_together_share_one_transaction(storage_app, held_writer):
+    writer, transactions = held_writer.writer, held_writer.transactions
+    gate, first_in_flight = held_writer.gate, held_writer.first_in_flight
     threads = [threading.Thread(target=writer.run, args=(partial(write_hook_call, row=_row(f"k{i}")),))
                for i in range(6)]
     threads[0].start()
@@ -86,33 +100,15 @@ def test_rows_waiting_together_share_one_transaction(storage_app):
     gate.set()
     for thread in threads:
         thread.join(30)
-    database.transaction = original
     assert len(transactions) == 2  # the first row alone, then the five that queued behind it
     assert _count(storage_app) == 6
 
 
-def test_a_backlog_of_hundreds_of_submitted_writes_is_committed_in_few_transactions(storage_app):
+def test_a_backlog_of_hundreds_of_submitted_writes_is_committed_in_few_transactions(storage_app, held_writer):
     """Submitted (journalled) writes do not wait, so a backlog can build up behind a slow batch;
     the writer must drain it in large batches, not 64 at a time, or it falls behind for good."""
-    database = storage_app.extensions["cds"].database
-    writer = GroupCommitWriter(database)
-    transactions = []
-    original = database.transaction
-
-    def counting_transaction():
-        transactions.append(1)
-        return original()
-
-    database.transaction = counting_transaction
-    gate, first_in_flight = threading.Event(), threading.Event()
-    original_batch = writer._write_batch
-
-    def held_batch(batch):
-        first_in_flight.set()
-        assert gate.wait(30)
-        original_batch(batch)
-
-    writer._write_batch = held_batch
+    writer, transactions = held_writer.writer, held_writer.transactions
+    gate, first_in_flight = held_writer.gate, held_writer.first_in_flight
     outcomes: list[BaseException | None] = []
     all_done = threading.Event()
     backlog = 300
@@ -129,7 +125,6 @@ def test_a_backlog_of_hundreds_of_submitted_writes_is_committed_in_few_transacti
     assert writer.pending() == backlog
     gate.set()
     assert all_done.wait(30)
-    database.transaction = original
     assert outcomes == [None] * (backlog + 1)
     assert len(transactions) == 2  # b0 alone, then the whole backlog in one transaction
     assert _count(storage_app) == backlog + 1
