@@ -72,16 +72,13 @@ class _Pending:
 class GroupCommitWriter:
     """One writer thread per process for one database; see the module docstring."""
 
-    # A batch takes up to MAX_BATCH writes. Since the audit journal, calls no longer wait for
-    # their commit, so under sustained in-scope load the queue can outgrow a small batch: with 64
-    # the writer fell behind (backlog ~950 of the audit's max_pending 1,000, calls then waiting
-    # for the database, p99 ~0.8-0.9 s in a 30 s run); with 512 the backlog stayed under 60 and
-    # p99 at 81 ms. Memory stays bounded by the audit's max_pending, not by this.
+    # Writes per transaction at most. Journalled calls do not wait for their commit, so under
+    # sustained load the queue can grow faster than small batches drain it (64 fell behind until
+    # calls had to wait: bench/README.md); the audit's max_pending, not this, bounds memory.
     MAX_BATCH = 512
 
-    def __init__(self, database: Database, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, database: Database) -> None:
         self.database = database
-        self.max_batch = max_batch
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._thread: threading.Thread | None = None
@@ -156,7 +153,7 @@ class GroupCommitWriter:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
-                batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+                batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
                 markers = [item for item in batch if item.marker]
                 self._markers -= len(markers)
                 self._writing = batch[-1]
