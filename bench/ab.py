@@ -4,7 +4,9 @@ On a shared 2-core machine a served run moves by tens of per cent from one minut
 so two variants are compared only side by side: both servers run for the whole comparison
 (``cds-service serve``, the same workers and threads unless told otherwise), and the wrk runs
 alternate A, B, B, A, A, B, ... so a change of load hits both. It prints each variant's
-requests/s and p99 per round, and the median of the per-round ratios B/A.
+requests/s and p99 per round, and the median of the per-round ratios B/A. Before timing, each
+variant answers the fixture once: an error status stops the run, and two builds of the service
+must give the same cards (indicator and summary).
 
 A variant is a source tree (``--a-tree``: a ``git worktree`` of another commit, say; default this
 repository), settings for its server (``--a-env CDS_AUDIT_ENABLED=false``), an app
@@ -28,6 +30,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.throughput import REQUESTS, SERVICE_PATH, Result, body_file, run_wrk, serve_argv, server_env  # noqa: E402
@@ -43,6 +47,7 @@ class Variant:
     threads: int
     results: list[Result] = field(default_factory=list)
     url: str = ""
+    answer: list[tuple[str, str]] = field(default_factory=list)
 
 
 def settings(pairs: list[str]) -> dict[str, str]:
@@ -72,6 +77,18 @@ def start(stack: contextlib.ExitStack, v: Variant, args: argparse.Namespace, sto
     stack.enter_context(running_server(serve_argv(serve, port, v.app), f"http://127.0.0.1:{port}/healthz",
                                        storage / "server.log", env=env, cwd=v.tree))
     v.url = f"http://127.0.0.1:{port}{SERVICE_PATH}"
+
+
+def check_answer(v: Variant, fixture: Path) -> None:
+    """Refuse to time a variant that answers the fixture with an error; keep its cards' summaries."""
+    reply = requests.post(v.url, data=fixture.read_bytes(), headers={"Content-Type": "application/json"},
+                          timeout=10)
+    if reply.status_code != 200:
+        raise SystemExit(f"{v.name} answered {reply.status_code}: {reply.text[:300]}")
+    cards = reply.json().get("cards")
+    if not isinstance(cards, list):
+        raise SystemExit(f"{v.name} answered without a cards array: {reply.text[:300]}")
+    v.answer = [(str(c.get("indicator")), str(c.get("summary"))) for c in cards if isinstance(c, dict)]
 
 
 def main() -> None:
@@ -104,6 +121,10 @@ def main() -> None:
         storage = Path(tmp)
         for v in (a, b):
             start(stack, v, args, storage / v.name)
+        for v in (a, b):
+            check_answer(v, fixture)
+        if a.answer != b.answer and not (a.app or b.app):  # two builds of the service must agree
+            raise SystemExit(f"A and B answer differently: {a.answer} / {b.answer}")
         body = body_file(fixture, storage)
         warm = argparse.Namespace(**{**vars(args), "duration": 2})
         for v in (a, b):
@@ -117,7 +138,7 @@ def main() -> None:
     for v in (a, b):
         described = [str(v.tree)] + [f"{k}={val}" for k, val in v.env.items()]
         described += [f"--app {v.app}"] * bool(v.app) + [f"--threads {v.threads}"] * bool(v.threads)
-        print(f"{v.name}: {' '.join(described)}")
+        print(f"{v.name}: {' '.join(described)}; {len(v.answer)} card(s)")
         print(f"   requests/s {', '.join(f'{r.rps:,.0f}' for r in v.results)} "
               f"(median {statistics.median(r.rps for r in v.results):,.0f}); "
               f"p99 median {statistics.median(r.p99_ms for r in v.results):.1f} ms; "
