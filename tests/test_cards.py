@@ -88,7 +88,7 @@ FAMILY_CODES = {"chronic_pain_general": "G89.4", "crps": "G90.511", "fibromyalgi
                 "postherpetic_neuralgia": "B02.29", "other_neuropathic_pain": "G50.0"}
 
 
-@pytest.mark.parametrize("family,payer", itertools.product(sorted(FAMILY_CODES), ["mn", "ks"]))
+@pytest.mark.parametrize("family,payer", list(itertools.product(sorted(FAMILY_CODES), ["mn", "ks"])))
 def test_summaries_stay_under_140_characters(client, family, payer):
     body = hook_request(med_request(rxnorm("1010033"), reason=[icd(FAMILY_CODES[family])]),
                         prefetch=KANSAS if payer == "ks" else None)
