@@ -330,7 +330,7 @@ def _frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...]
     primary = decision.primary.family if decision.primary else None
     objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
     return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
-                       decision.kind, decision.problem_list_unavailable)
+                       decision.kind, decision.problem_list_unavailable, decision.problem_list_partial)
 
 
 def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
@@ -360,7 +360,11 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
         values["indication"] = f"{named[0].family.label} (+{len(named) - 1} more)"
         summary = _fit_summary(text.get("summary", summary_key), values)
 
-    lead_key = "undocumented_unavailable" if kind == "undocumented" and decision.problem_list_unavailable else kind
+    lead_key = kind
+    if kind == "undocumented" and decision.problem_list_unavailable:
+        lead_key = "undocumented_unavailable"
+    elif kind == "undocumented" and decision.problem_list_partial:
+        lead_key = "undocumented_partial"
     head: list[Block] = [Block(ESSENTIAL, " ".join(text.get("lead", lead_key).format(**values).split()))]
     if kind in WARNING_KINDS:
         head.extend(_quote_blocks(policy, named))

@@ -33,6 +33,7 @@ class Decision:
     missing: tuple[str, ...] = ()  # what could not be retrieved, in words (for the log)
     uncoded: tuple[UncodedReason, ...] = ()  # reasons the value sets cannot classify
     problem_list_unavailable: bool = False  # the active problem list could not be obtained
+    problem_list_partial: bool = False  # only part of it could be read (pages not retrieved)
     named: tuple[ClassifiedCode, ...] = ()  # every policy indication found, primary first
 
     @property
@@ -71,15 +72,18 @@ def decide(
     policy_choice: PolicyChoice,
     families: tuple[Family, ...],
     unavailable: tuple[str, ...] = (),
+    problem_list_partial: bool = False,
 ) -> Decision:
     """Apply the policy to one IV ketamine/lidocaine order.
 
     ``problem_list`` is None when the active conditions could not be obtained; ``unavailable``
-    names data that could not be retrieved (for the log; the card says it in clinical words).
+    names data that could not be retrieved (for the log; the card says it in clinical words);
+    ``problem_list_partial`` says ``problem_list`` is only the part of it that could be read.
     When the plan has no policy on file (``policy_choice.basis == "unmatched"``), an order that
     would get a card gets an info card saying so instead (or none, per ``announce``).
     """
-    decision = _decide(order, indications, problem_list, policy_choice, families, unavailable)
+    decision = _decide(order, indications, problem_list, policy_choice, families, unavailable,
+                       problem_list_partial)
     if policy_choice.basis != "unmatched" or not decision.fires:
         return decision
     if not policy_choice.announce:
@@ -94,6 +98,7 @@ def _decide(
     policy_choice: PolicyChoice,
     families: tuple[Family, ...],
     unavailable: tuple[str, ...],
+    problem_list_partial: bool = False,
 ) -> Decision:
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
@@ -136,7 +141,9 @@ def _decide(
     if result.outcome == "warn":
         return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches,
                         missing=unavailable, named=result.named)
-    return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable)
+    # Nothing found on part of the list does not mean nothing is on it: the card says which.
+    return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable,
+                    problem_list_partial=problem_list_partial and problem_list is not None)
 
 
 def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:

@@ -187,6 +187,7 @@ class FhirDataSource(DataSource):
         elif found is not None:
             data.conditions = found.resources
             if not found.complete:
+                data.conditions_partial = True
                 data.unavailable.append(f"part of the active conditions ({found.note})")
 
         coverage = results.get("Coverage search")

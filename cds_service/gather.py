@@ -73,6 +73,7 @@ class PatientData:
     coverages: list[Resource] | None  # None: the coverage could not be had
     unavailable: list[str] = field(default_factory=list)  # what could not be retrieved, in words
     coverage_unavailable: list[str] = field(default_factory=list)  # for the policy-choice reason
+    conditions_partial: bool = False  # ``conditions`` is only part of the active problem list
 
 
 class DataSource:
@@ -102,5 +103,6 @@ class DataSource:
             if data.conditions is None:
                 data.unavailable.append("active conditions (not prefetched)")
             elif prefetch_next_link(self.request, CONDITIONS_KEY):
+                data.conditions_partial = True
                 data.unavailable.append("further pages of the prefetched active conditions (not followed)")
         return data

@@ -241,7 +241,7 @@ def evaluate(
                choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
                              data.resolve, patient.coverage_unavailable,
                              when=order_date(order.order, today)),
-               knowledge.families, tuple(patient.unavailable))
+               knowledge.families, tuple(patient.unavailable), patient.conditions_partial)
         for order, indications in per_order
     ]
     # The technical details stay in the log; cards say it clinically. At INFO the one line per

@@ -227,6 +227,31 @@ def test_medication_caveat_is_rendered_when_present(app):
     assert "**Note:** Drug read from the order's display text only &lt;b&gt;" in card["detail"]
 
 
+def test_a_partial_problem_list_gets_its_own_lead_even_after_a_complete_one_was_rendered(app):
+    """The card parts worked out once per policy and kind are kept apart for a partial list."""
+    from cds_service.card_render import render_card
+    from cds_service.decision import decide
+    from cds_service.indications import IndicationCode, OrderIndications
+    from cds_service.policy_choice import choose_policy
+    from cds_service.resource_index import ResourceIndex
+    from cds_service.screening import screen_orders
+    from cds_service.terminology import ICD10CM, Code
+
+    state = app.extensions["cds"]
+    index = ResourceIndex()
+    [screened] = screen_orders([(None, med_request(rxnorm("238084")))], None, index.resolve,
+                               state.knowledge.medications).in_scope
+    choice = choose_policy([], state.knowledge.policies, "bcbsmn-ii-271", index.resolve)
+    problems = [IndicationCode(Code(ICD10CM, "I10"), "problem list")]
+    leads = []
+    for partial in (False, True, False):
+        decision = decide(screened, OrderIndications((), (), ()), problems, choice, state.knowledge.families,
+                          problem_list_partial=partial)
+        leads.append(render_card(decision, state.card_text, "u1")["detail"].split("\n\n")[0])
+    assert leads[0] == leads[2] and "the active problem list shows no condition" in leads[0]
+    assert "the rest of the list could not be retrieved" in leads[1]
+
+
 CARDED = [c for c in MANIFEST if c["status"] == 200 and c["cards"]]
 
 

@@ -151,6 +151,19 @@ def test_unavailable_problem_list_is_said_in_the_decision(knowledge, choice):
     assert decision.kind == "undocumented" and "problem list" in decision.missing[0]
 
 
+def test_part_of_a_problem_list_without_a_policy_condition_is_said_in_the_decision(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), (), ()), [icd_code("I10")], choice,
+                      knowledge.families, ("part of the active conditions",), problem_list_partial=True)
+    assert (decision.kind, decision.problem_list_partial, decision.problem_list_unavailable) == (
+        "undocumented", True, False)
+
+
+def test_a_policy_condition_on_part_of_the_problem_list_still_warns(knowledge, choice):
+    decision = decide(screened(knowledge), OrderIndications((), (), ()), [icd_code("F32.2")], choice,
+                      knowledge.families, ("part of the active conditions",), problem_list_partial=True)
+    assert decision.kind == "warning_problem_list" and decision.family.id == "depression"
+
+
 def test_reason_coded_only_in_an_unknown_system_is_uncoded_and_named(knowledge, choice):
     from cds_service.indications import order_indications
     order = med_request(rxnorm("238084"), reason=[{"coding": [

@@ -157,6 +157,7 @@ def test_next_link_to_another_server_is_not_followed(fault_app, caplog):
     response, _ = post_timed(fault_app, body)
     [card] = response.get_json()["cards"]
     assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "the rest of the list could not be retrieved" in card["detail"]
     assert "next page of Condition is not on fhirServer" in caplog.text
 
 

@@ -86,6 +86,7 @@ def test_page_cap_stops_following_and_the_card_says_so(fhir_base, caplog):
                                                                  fhir_base))
     [card] = response.get_json()["cards"]
     assert card["extension"][EXT]["basis"] == "undocumented"  # the depression entry is on page 3
+    assert "the rest of the list could not be retrieved" in card["detail"]
     assert "part of the active conditions (more than 2 pages of Condition" in caplog.text
 
 

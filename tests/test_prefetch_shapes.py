@@ -65,6 +65,22 @@ def test_paginated_conditions_prefetch_without_fhir_server_uses_the_first_page_a
     assert "further pages of the prefetched active conditions" in caplog.text
 
 
+def test_first_page_of_a_paginated_problem_list_without_a_policy_condition_is_called_part_of_the_list(client):
+    page = searchset(condition(icd("I10", "Essential hypertension"), id="c-htn"))
+    page["link"] = [{"relation": "next", "url": "http://127.0.0.1:9/fhir/Condition?page=2"}]
+    card = only_card(client, {"conditions": page, "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "the part of the patient's active problem list that could be retrieved shows no condition" in card["detail"]
+    assert "the rest of the list could not be retrieved" in card["detail"]
+
+
+def test_a_complete_problem_list_without_a_policy_condition_is_not_called_partial(client):
+    card = only_card(client, {"conditions": searchset(condition(icd("I10"), id="c-htn")), "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "the active problem list shows no condition" in card["detail"]
+    assert "could not be retrieved" not in card["detail"]
+
+
 @pytest.mark.parametrize("coverage", ["missing", None, OUTCOME],
                          ids=["missing-key", "null", "operation-outcome"])
 def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(client, coverage, caplog):
