@@ -71,7 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .proxy import init_proxy
 
     # The instance folder (default SQLite, spool, session secret) must be known before Flask is
-    # built: from the mapping, else CDS_INSTANCE_PATH, else Flask's default (./instance).
+    # built: from the mapping, else CDS_INSTANCE_PATH, else Flask's default (instance/ beside the
+    # package's source tree, or <prefix>/var/cds_service-instance when installed).
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("CDS_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True,
                 instance_path=str(Path(instance_path).resolve()) if instance_path else None)

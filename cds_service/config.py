@@ -102,7 +102,7 @@ DEFAULTS: dict[str, object] = {
     "JTI_CACHE_SIZE": 100_000,
     # When the database cannot be reached to record a jti: true = accept on the strength of
     # the in-process cache alone (logged; replays to *other* processes go undetected during
-    # the outage), false = refuse the call (401) until the database is back.
+    # the outage), false = refuse the call (503 with Retry-After) until the database is back.
     "JTI_STORE_FALLBACK_TO_MEMORY": True,
     # --- CORS: browser origins allowed to call the API (e.g. https://sandbox.cds-hooks.org) ---
     "CORS_ORIGINS": [],
