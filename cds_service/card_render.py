@@ -174,6 +174,8 @@ def _route_words(order: ScreenedOrder) -> str:
         if name:
             return f", route {escape_markdown(name, 60)}"
     explanation = order.route.explanation
+    if not order.route.confirmed:
+        return ""  # the card's route_unconfirmed line says it
     if "premixed IV bag" in explanation:
         return ", a premixed IV bag"
     if "infusion rate or duration" in explanation:
@@ -418,6 +420,8 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
 
     blocks.append(Block(IMPORTANT, text.get("lines", "order").format(
         medication=_medication_words(order, drug), route=_route_words(order))))
+    if not order.route.confirmed:
+        blocks.append(Block(IMPORTANT, text.get("lines", "route_unconfirmed").format(drug=drug)))
     caveat = order.medication.caveat
     if caveat.strip():
         blocks.append(Block(IMPORTANT, f"**Note:** {escape_markdown(caveat, 300)}"))

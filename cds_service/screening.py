@@ -36,6 +36,10 @@ class MedicationFinding:
 class RouteFinding:
     is_iv: bool
     explanation: str
+    # False when nothing in the order says how it is given (no route this service can read, no
+    # infusion rate, no dosage text naming IV): IV use is then not ruled out, so the order is
+    # taken as in scope (fail closed) and the card says the route is not confirmed.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,11 @@ def assess_route(order: Resource, medication: MedicationFinding, rules: Medicati
         return RouteFinding(True, lead + "the product is a premixed IV bag labeled for IV use")
     if medication.injectable_product and any(_has_infusion_rate_or_duration(d) for d in dosages):
         return RouteFinding(True, lead + "injectable product with an infusion rate or duration")
-    return RouteFinding(False, lead + "no infusion rate or duration")
+    for dosage in dosages:
+        text = dosage.get("text")
+        if isinstance(text, str) and rules.iv_route_words.search(text):
+            return RouteFinding(True, lead + f"dosage text '{text.strip()[:80]}'")
+    return RouteFinding(True, lead + "no infusion rate or duration: IV use not ruled out", confirmed=False)
 
 
 def order_reference(full_url: str | None, order: Resource, position: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from cds_service.terminology import HCPCS, ICD10CM, NDC, RXNORM, SNOMED, codings
 
 from .factories import IV, hook_request, icd, med_request, rxnorm
 
+REQUESTS = Path(__file__).resolve().parent.parent / "fhir_fixtures" / "hook-requests"
 SIGN = "/cds-services/iv-anesthetics-order-sign"
 SELECT = "/cds-services/iv-anesthetics-order-select"
 OID = {"icd10cm": "urn:oid:2.16.840.1.113883.6.90", "snomed": "urn:oid:2.16.840.1.113883.6.96",
@@ -267,3 +269,32 @@ def test_shape_deviations_are_logged_at_debug_by_path_never_by_value(client, cap
     assert any("context.draftOrders.entry[0].resource.category" in m for m in messages)
     assert not any("Private Name" in m for m in messages)
     assert "category" not in json.dumps(cards)
+
+
+def _without_route_or_rate(body: dict, text: str) -> dict:
+    for entry in body["context"]["draftOrders"]["entry"]:
+        for dosage in entry["resource"].get("dosageInstruction", []):
+            dosage.pop("route", None)
+            repeat = dosage.get("timing", {}).get("repeat", {})
+            repeat.pop("duration", None)
+            repeat.pop("durationUnit", None)
+            dosage["text"] = text
+    return body
+
+
+def test_order_without_any_route_gets_the_card_saying_the_route_is_not_confirmed_and_no_coverage_action(client):
+    # The CDS Hooks sandbox writes no route; nothing says the order is not IV, so it is not quiet.
+    body = json.loads((REQUESTS / "13-depression-ketamine-f33.json").read_text())
+    answer = post(client, _without_route_or_rate(body, "0.5 mg/kg over 40 minutes")).get_json()
+    [card] = answer["cards"]
+    assert card["indicator"] == "warning"
+    assert "**Route not confirmed:**" in card["detail"] and "given as an infusion" not in card["detail"]
+    assert answer.get("systemActions", []) == []  # no coverage determination for an unconfirmed route
+
+
+def test_order_whose_dosage_text_says_iv_gets_the_card_and_the_coverage_action(client):
+    body = json.loads((REQUESTS / "13-depression-ketamine-f33.json").read_text())
+    answer = post(client, _without_route_or_rate(body, "Ketamine 40 mg IV over 40 minutes")).get_json()
+    [card] = answer["cards"]
+    assert "Route not confirmed" not in card["detail"]
+    assert [action["type"] for action in answer["systemActions"]] == ["update"]

@@ -35,13 +35,39 @@ def test_injectable_without_route_but_with_infusion_rate_counts_as_iv(rules):
     assert result.in_scope and "infusion rate" in result.in_scope[0].route.explanation
 
 
-def test_injectable_without_route_or_rate_is_not_assumed_iv(rules):
-    assert not screen(rules, med_request(rxnorm("238084"), route=None)).in_scope
+def test_injectable_without_route_or_rate_is_in_scope_with_the_route_not_confirmed(rules):
+    # Nothing says how it is given, so IV use is not ruled out: fail closed, and say so.
+    [order] = screen(rules, med_request(rxnorm("238084"), route=None)).in_scope
+    assert order.route.confirmed is False and "IV use not ruled out" in order.route.explanation
 
 
-def test_ingredient_code_without_route_is_not_assumed_iv_even_with_rate(rules):
+def test_ingredient_code_without_route_is_not_confirmed_iv_even_with_rate(rules):
     # IN 6130 says nothing about the dose form, so a rate alone does not make it an IV product.
-    assert not screen(rules, med_request(rxnorm("6130", "ketamine"), route=None, rate=True)).in_scope
+    [order] = screen(rules, med_request(rxnorm("6130", "ketamine"), route=None, rate=True)).in_scope
+    assert order.route.confirmed is False
+
+
+@pytest.mark.parametrize("route", [
+    {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration", "code": "IVINFUS"}]},
+    {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.4.698288.330", "code": "11"}]},
+    {"text": "Central line"},
+], ids=["v3-code-not-in-the-value-sets", "local-code-without-display", "unknown-text"])
+def test_unreadable_route_without_rate_is_in_scope_with_the_route_not_confirmed(rules, route):
+    order = med_request(rxnorm("238084"), route=route)
+    [screened] = screen(rules, order).in_scope
+    assert screened.route.confirmed is False and "route not recognised" in screened.route.explanation
+
+
+def test_dosage_text_naming_iv_confirms_the_route_when_no_route_element_is_given(rules):
+    order = med_request(rxnorm("238084"), route=None)
+    order["dosageInstruction"] = [{"text": "0.5 mg/kg IV over 40 minutes"}]
+    [screened] = screen(rules, order).in_scope
+    assert screened.route.confirmed is True and "dosage text" in screened.route.explanation
+
+
+def test_a_stated_non_iv_route_stays_out_of_scope(rules):
+    order = med_request(rxnorm("238084"), route={"coding": [{"system": "http://snomed.info/sct", "code": "78421000"}]})
+    assert not screen(rules, order).in_scope
 
 
 def test_premixed_lidocaine_bag_without_route_counts_as_iv(rules):

@@ -149,8 +149,11 @@ def covered_value(extension: dict[str, Any]) -> str:
 
 
 def _applies(decision: Decision, match: CoverageMatch) -> bool:
+    """An assertion is made only for an order known to be IV: one whose route is not confirmed
+    gets the card (fail closed) but no coverage determination on the order."""
     choice = decision.policy_choice
-    return choice.basis == "coverage" and match.policy_id == choice.policy.id
+    return (choice.basis == "coverage" and match.policy_id == choice.policy.id
+            and decision.order.route.confirmed)
 
 
 def annotated_order(order: Resource, repetitions: list[dict]) -> dict[str, Any]:
