@@ -39,19 +39,43 @@ READ_CACHE_SIZE = 4096  # distinct codings remembered per process (least recentl
 READ_MAX_CHARS = 512  # longer codings are read every time
 
 
-def use_system_aliases(aliases: dict[str, str]) -> None:
-    """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
+_LOOSE: dict[str, str] = {}  # loose spelling (see _loose) of each known system and alias -> canonical URI
+
+
+def _loose(system: str) -> str:
+    """A system URI as clients misspell it, folded: case, a trailing slash, https for http
+    (``https://snomed.info/sct/``, ``http://www.nlm.nih.gov/research/umls/RxNorm``)."""
+    folded = system.strip().casefold().rstrip("/")
+    return "http://" + folded[len("https://"):] if folded.startswith("https://") else folded
+
+
+def _set_aliases(aliases: dict[str, str]) -> None:
     _ALIASES.clear()
     _ALIASES.update(aliases)
+    _LOOSE.clear()
+    for canonical in {*SYSTEM_NAMES, *aliases.values()}:
+        _LOOSE[_loose(canonical)] = canonical
+    for alias, canonical in aliases.items():
+        _LOOSE.setdefault(_loose(alias), canonical)
+
+
+def use_system_aliases(aliases: dict[str, str]) -> None:
+    """Set the aliases :func:`codings_of` applies (``load_knowledge`` reads them from cards/)."""
+    _set_aliases(aliases)
     _read_short_coding.cache_clear()  # codings read under the old aliases
 
 
-_ALIASES.update(read_system_aliases(CODE_SYSTEMS_FILE))  # nothing read yet: no cache to clear
+_set_aliases(read_system_aliases(CODE_SYSTEMS_FILE))  # nothing read yet: no cache to clear
 
 
 def canonical_system(system: str) -> str:
+    """The canonical URI of ``system``: itself, the URI an alias (an HL7 OID) names, or the known
+    URI it is a misspelling of (case, trailing slash, https); else ``system`` unchanged."""
     system = system.strip()
-    return _ALIASES.get(system, system)
+    known = _ALIASES.get(system)
+    if known is not None:
+        return known
+    return _LOOSE.get(_loose(system), system)
 
 
 @dataclass(frozen=True)

@@ -298,3 +298,26 @@ def test_order_whose_dosage_text_says_iv_gets_the_card_and_the_coverage_action(c
     [card] = answer["cards"]
     assert "Route not confirmed" not in card["detail"]
     assert [action["type"] for action in answer["systemActions"]] == ["update"]
+
+
+@pytest.mark.parametrize("system", [
+    "http://www.nlm.nih.gov/research/umls/rxnorm/", "https://www.nlm.nih.gov/research/umls/rxnorm",
+    "http://www.nlm.nih.gov/research/umls/RxNorm", "HTTP://WWW.NLM.NIH.GOV/RESEARCH/UMLS/RXNORM",
+])
+def test_misspelt_rxnorm_system_uri_is_read_as_rxnorm(client, system):
+    order = med_request({"coding": [{"system": system, "code": "238084"}]}, reason=[icd("F33.2")])
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["indicator"] == "warning"
+
+
+@pytest.mark.parametrize("system", ["http://snomed.info/sct/", "https://snomed.info/sct"])
+def test_misspelt_snomed_system_uri_on_the_route_confirms_iv(client, system):
+    order = depression_order(route={"coding": [{"system": system, "code": "47625008"}]})
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert "Route not confirmed" not in card["detail"]
+
+
+def test_an_unknown_system_is_not_folded_into_a_known_one():
+    from cds_service.terminology import canonical_system
+    assert canonical_system("http://snomed.info/sct/731000124108") == "http://snomed.info/sct/731000124108"
+    assert canonical_system("http://example.org/rxnorm") == "http://example.org/rxnorm"
