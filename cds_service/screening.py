@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +13,10 @@ from .terminology import HCPCS, NDC, Code, codings_of
 
 INACTIVE_ORDER_STATUSES = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
 RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
+# "without epinephrine", "w/o epinephrine", "no epinephrine", "(NO EPINEPHRINE)": a product name
+# that says what it does not contain is not that product.
+_NEGATION_BEFORE = re.compile(r"\b(?:without|w/o|no|non|free of)[\s-]+$")
+_NEGATION_AFTER = ("-free", " free")
 
 
 
@@ -111,7 +116,7 @@ def classify_medication_concept(
 
     for drug in rules.drugs:
         if any(p in lowered for p in drug.text_patterns):
-            if any(p in lowered for p in drug.exclude_text_patterns):
+            if _names_an_excluded_product(lowered, drug.exclude_text_patterns):
                 return MedicationFinding("excluded", description=text, source=source)
             injectable = any(w in lowered for w in rules.injectable_dose_form_words)
             return MedicationFinding(
@@ -148,6 +153,20 @@ def _has_infusion_rate_or_duration(dosage: dict[str, Any]) -> bool:
     timing = dosage.get("timing")
     repeat = timing.get("repeat") if isinstance(timing, dict) else None
     return isinstance(repeat, dict) and "duration" in repeat
+
+
+def _names_an_excluded_product(lowered: str, patterns: tuple[str, ...]) -> bool:
+    """True when ``lowered`` mentions an excluded word (epinephrine, patch, ...) other than
+    in a negation ("without epinephrine", "epinephrine-free")."""
+    for pattern in patterns:
+        start = lowered.find(pattern)
+        while start != -1:
+            end = start + len(pattern)
+            if not (_NEGATION_BEFORE.search(lowered, max(0, start - 12), start)
+                    or lowered.startswith(_NEGATION_AFTER, end)):
+                return True
+            start = lowered.find(pattern, end)
+    return False
 
 
 def assess_route(order: Resource, medication: MedicationFinding, rules: MedicationRules) -> RouteFinding:

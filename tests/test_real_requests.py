@@ -321,3 +321,20 @@ def test_an_unknown_system_is_not_folded_into_a_known_one():
     from cds_service.terminology import canonical_system
     assert canonical_system("http://snomed.info/sct/731000124108") == "http://snomed.info/sct/731000124108"
     assert canonical_system("http://example.org/rxnorm") == "http://example.org/rxnorm"
+
+
+@pytest.mark.parametrize("text", [
+    "Lidocaine HCl 2% injection (without epinephrine)", "LIDOCAINE (PF) 20 MG/ML IJ SOLN (NO EPINEPHRINE)",
+    "lidocaine 1% w/o epinephrine injection", "lidocaine 1% epinephrine-free injection",
+])
+def test_lidocaine_named_without_epinephrine_is_not_the_epinephrine_product(client, text):
+    order = med_request({"text": text}, reason=[icd("M79.7")])
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "lidocaine"
+
+
+@pytest.mark.parametrize("text", ["Lidocaine 1% with epinephrine 1:100,000 injection",
+                                  "lidocaine-epinephrine 2% injection"])
+def test_lidocaine_with_epinephrine_stays_quiet(client, text):
+    order = med_request({"text": text}, reason=[icd("M79.7")])
+    assert post(client, hook_request(order)).get_json() == {"cards": []}
