@@ -212,6 +212,9 @@ def evaluate(
                   "the order is IV ketamine or lidocaine.", expression=(f"{order_ref}.{element}",))
             for order_ref, element in screening.unreadable
         ])
+    if screening.unmatched_selections:
+        log.warning("order-select: %d selection(s) name no draft order; every draft order was checked",
+                    len(screening.unmatched_selections))
     _validate_orders(screening.target_orders)
     if not screening.in_scope:
         return Evaluation(cards=[])

@@ -65,6 +65,8 @@ class ScreeningResult:
     target_orders: tuple[tuple[str, Resource], ...] = ()
     # Orders whose medication element is there but cannot be read: (order_ref, element).
     unreadable: tuple[tuple[str, str], ...] = ()
+    # order-select selections naming no draft order in any form: then every order was screened.
+    unmatched_selections: tuple[str, ...] = ()
 
 
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
@@ -201,6 +203,41 @@ def order_reference(full_url: str | None, order: Resource, position: int) -> str
     return full_url or f"MedicationRequest (draftOrders entry {position})"
 
 
+_HISTORY = re.compile(r"/_history/[^/]*$")
+
+
+def reference_forms(reference: str | None) -> set[str]:
+    """The spellings that name one draft order: as given (trimmed), without a ``/_history/N``
+    version, and an absolute URL's trailing ``Type/id`` (selections are written each way)."""
+    if not isinstance(reference, str) or not reference.strip():
+        return set()
+    value = _HISTORY.sub("", reference.strip()).rstrip("/")
+    forms = {value}
+    parts = value.split("/")
+    if len(parts) > 2:
+        forms.add("/".join(parts[-2:]))
+    return forms
+
+
+def _selected_forms(entries: list[tuple[str | None, Resource]],
+                    selections: tuple[str, ...] | None) -> tuple[set[str] | None, tuple[str, ...]]:
+    """The forms the selections name, or None (screen every order) when there are no selections
+    or one of them names no draft order at all: the service cannot then tell which order was
+    selected, so it does not guess that none of the target orders was (fail closed)."""
+    if selections is None:
+        return None, ()
+    present: set[str] = set()
+    for full_url, resource in entries:
+        present |= reference_forms(full_url)
+        if isinstance(resource.get("id"), str) and isinstance(resource.get("resourceType"), str):
+            present |= reference_forms(f"{resource['resourceType']}/{resource['id']}")
+    wanted = [reference_forms(s) for s in selections]
+    unmatched = tuple(s for s, forms in zip(selections, wanted, strict=True) if not forms & present)
+    if unmatched:
+        return None, unmatched
+    return set().union(*wanted), ()
+
+
 def screen_orders(
     entries: Iterable[tuple[str | None, Resource]],
     selections: tuple[str, ...] | None,
@@ -219,12 +256,13 @@ def screen_orders(
     unresolved: list[tuple[str, str]] = []
     unreadable: list[tuple[str, str]] = []
     considered = 0
-    selected = set(selections) if selections is not None else None
+    entries = list(entries)
+    selected, unmatched = _selected_forms(entries, selections)
     for position, (full_url, order) in enumerate(entries):
         if order.get("resourceType") != "MedicationRequest":
             continue
         ref = order_reference(full_url, order, position)
-        if selected is not None and ref not in selected and full_url not in selected:
+        if selected is not None and not (reference_forms(ref) | reference_forms(full_url)) & selected:
             continue
         if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
@@ -243,7 +281,7 @@ def screen_orders(
         if route.is_iv:
             in_scope.append(ScreenedOrder(ref, order, medication, route))
     return ScreeningResult(tuple(in_scope), tuple(unresolved), considered, tuple(targets),
-                           tuple(unreadable))
+                           tuple(unreadable), unmatched)
 
 
 def classify_medication_display(display: Any, reference: str, rules: MedicationRules) -> MedicationFinding:

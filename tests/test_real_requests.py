@@ -338,3 +338,37 @@ def test_lidocaine_named_without_epinephrine_is_not_the_epinephrine_product(clie
 def test_lidocaine_with_epinephrine_stays_quiet(client, text):
     order = med_request({"text": text}, reason=[icd("M79.7")])
     assert post(client, hook_request(order)).get_json() == {"cards": []}
+
+
+def _order_select(fixture: str) -> dict:
+    return json.loads((REQUESTS / fixture).read_text())
+
+
+@pytest.mark.parametrize("selection", [
+    "http://127.0.0.1:9/fhir/MedicationRequest/mr-ket-sel-17", "MedicationRequest/mr-ket-sel-17/_history/1",
+    " MedicationRequest/mr-ket-sel-17 ",
+], ids=["absolute-url", "versioned", "padded"])
+def test_order_select_selection_in_another_spelling_still_names_the_order(client, selection):
+    body = _order_select("17-order-select-selected-ketamine-depression.json")
+    body["context"]["selections"] = [selection]
+    assert len(post(client, body, SELECT).get_json()["cards"]) == 1
+
+
+def test_order_select_selection_by_full_url_names_an_order_without_an_id(client):
+    body = _order_select("17-order-select-selected-ketamine-depression.json")
+    for entry in body["context"]["draftOrders"]["entry"]:
+        entry["resource"].pop("id")
+    assert len(post(client, body, SELECT).get_json()["cards"]) == 1
+
+
+def test_order_select_selection_naming_no_draft_order_checks_every_order(client, caplog):
+    body = _order_select("17-order-select-selected-ketamine-depression.json")
+    body["context"]["selections"] = ["MedicationRequest/not-in-draft-orders"]
+    assert len(post(client, body, SELECT).get_json()["cards"]) == 1  # never a silent "no cards"
+    assert "selection(s) name no draft order" in caplog.text
+
+
+def test_order_select_selection_of_another_order_still_keeps_the_unselected_ketamine_quiet(client):
+    body = _order_select("18-order-select-unselected-ketamine-quiet.json")
+    body["context"]["selections"] = ["http://127.0.0.1:9/fhir/MedicationRequest/mr-etod-sel-18"]
+    assert post(client, body, SELECT).get_json() == {"cards": []}
