@@ -306,6 +306,33 @@ def classify_medication_display(display: Any, reference: str, rules: MedicationR
                                    "the Medication record was not available.")
 
 
+def classify_medication_resource(medication: Resource, rules: MedicationRules, source: str) -> MedicationFinding:
+    """A Medication by its code, else by its ingredients: an IV admixture is often coded as the
+    bag or the diluent (or only named "IV admixture"), its drug given as an ingredient.
+
+    An ingredient that is a target drug makes the Medication that drug, unless another ingredient
+    names one of the drug's excluded products (epinephrine, ...); the form is injectable when the
+    ingredient's product or the Medication's ``form`` says so.
+    """
+    finding = classify_medication_concept(medication.get("code"), rules, source=source)
+    if finding.status != "other":
+        return finding
+    concepts = [i.get("itemCodeableConcept") for i in dicts_in(medication.get("ingredient"))]
+    concepts = [c for c in concepts if isinstance(c, dict)]
+    for concept in concepts:
+        found = classify_medication_concept(concept, rules, source=f"{source} ingredient")
+        if found.status != "target" or found.drug is None:
+            continue
+        words = " ".join(_concept_text(c, list(codings_of(c))) for c in concepts).lower()
+        if _names_an_excluded_product(words, found.drug.exclude_text_patterns):
+            return MedicationFinding("excluded", description=words, source=found.source)
+        form = medication.get("form")
+        form_words = _concept_text(form, list(codings_of(form))).lower() if isinstance(form, dict) else ""
+        injectable = found.injectable_product or any(w in form_words for w in rules.injectable_dose_form_words)
+        return replace(found, injectable_product=injectable)
+    return finding
+
+
 def _medication_of(
     order: Resource,
     resolve_medication: Callable[[str, Resource], Resource | None],
@@ -324,7 +351,7 @@ def _medication_of(
             if display_fallback:
                 return classify_medication_display(reference.get("display"), ref, rules)
             return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
-        return classify_medication_concept(medication.get("code"), rules, source=ref)
+        return classify_medication_resource(medication, rules, source=ref)
     if isinstance(reference, dict) and isinstance(reference.get("display"), str):
         finding = classify_medication_display(reference["display"], "medicationReference", rules)
         # Nothing to fetch without a reference: what the display cannot decide is unreadable.

@@ -372,3 +372,35 @@ def test_order_select_selection_of_another_order_still_keeps_the_unselected_keta
     body = _order_select("18-order-select-unselected-ketamine-quiet.json")
     body["context"]["selections"] = ["http://127.0.0.1:9/fhir/MedicationRequest/mr-etod-sel-18"]
     assert post(client, body, SELECT).get_json() == {"cards": []}
+
+
+def _admixture_order(code: dict, ingredients: list[dict], form: dict | None = None) -> dict:
+    medication = {"resourceType": "Medication", "id": "mix", "code": code,
+                  "ingredient": [{"itemCodeableConcept": i} for i in ingredients]}
+    if form is not None:
+        medication["form"] = form
+    return med_request(None, reason=[icd("F33.2")], medicationReference={"reference": "#mix"},
+                       contained=[medication])
+
+
+KETAMINE_SCD = {"coding": [{"system": RXNORM, "code": "238084",
+                            "display": "ketamine 50 MG/ML Injectable Solution"}]}
+SALINE = {"coding": [{"system": RXNORM, "code": "313002",
+                      "display": "sodium chloride 9 MG/ML Injectable Solution"}]}
+
+
+@pytest.mark.parametrize("code", [{"text": "IV admixture 100 mL"}, SALINE],
+                         ids=["named-admixture", "coded-as-the-diluent"])
+def test_iv_admixture_with_a_ketamine_ingredient_is_ketamine(client, code):
+    order = _admixture_order(code, [KETAMINE_SCD, SALINE])
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
+
+
+def test_medication_with_lidocaine_and_epinephrine_ingredients_is_the_excluded_product(client):
+    lidocaine = {"coding": [{"system": RXNORM, "code": "6387", "display": "lidocaine"}]}
+    epinephrine = {"text": "epinephrine 0.01 MG/ML"}
+    order = _admixture_order({"text": "local anesthetic mix"}, [lidocaine, epinephrine],
+                             form={"text": "Injectable Solution"})
+    order["reasonCode"] = [icd("M79.7")]
+    assert post(client, hook_request(order)).get_json() == {"cards": []}
