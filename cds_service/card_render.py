@@ -240,7 +240,12 @@ def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[B
     blocks = []
     section_names = text.get("labels", "section_names")
     for reason in reasons:
-        if reason.family is not None:
+        if reason.family is not None and reason.unlisted:
+            line = text.get("lines", "reads_as_unlisted").format(
+                name=escape_markdown(reason.name, 80), family=reason.family.label,
+                code=escape_markdown("; ".join(f"{c.system_name} {c.code}" for c in reason.local_codes), 80),
+                section=section_names.get(reason.family.section, reason.family.section))
+        elif reason.family is not None:
             line = text.get("lines", "reads_as").format(
                 name=escape_markdown(reason.name, 80), family=reason.family.label,
                 section=section_names.get(reason.family.section, reason.family.section))
@@ -332,7 +337,8 @@ def _frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...]
     primary = decision.primary.family if decision.primary else None
     objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
     return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
-                       decision.kind, decision.problem_list_unavailable, decision.problem_list_partial)
+                       decision.kind, decision.problem_list_unavailable, decision.problem_list_partial,
+                       any(u.unlisted for u in decision.uncoded))
 
 
 def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
@@ -356,13 +362,16 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
         "policy_name": f"{policy.payer_name} policy {number}" if number
         else f"{policy.payer_name} policy *{policy.title}*",
     }
-    summary_key = "uncoded_reason_named" if kind == "uncoded_reason" and reads_as else kind
+    unlisted = any(u.unlisted for u in decision.uncoded)
+    summary_key = kind
+    if kind == "uncoded_reason" and reads_as:
+        summary_key = "unlisted_reason_named" if unlisted else "uncoded_reason_named"
     summary = _fit_summary(text.get("summary", summary_key), values)
     if summary.endswith("…") and len(named) > 1:
         values["indication"] = f"{named[0].family.label} (+{len(named) - 1} more)"
         summary = _fit_summary(text.get("summary", summary_key), values)
 
-    lead_key = kind
+    lead_key = "unlisted_reason" if kind == "uncoded_reason" and unlisted else kind
     if kind == "undocumented" and decision.problem_list_unavailable:
         lead_key = "undocumented_unavailable"
     elif kind == "undocumented" and decision.problem_list_partial:

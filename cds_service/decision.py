@@ -120,6 +120,7 @@ def _decide(
         if result.outcome == "advisory":
             return Decision(order, "advisory", policy_choice, result.primary, result.matches,
                             uncoded=uncoded, named=result.named)
+        uncoded += _unlisted_reasons(indications.codes, result.matches, families)
         if not indications.unresolved and not uncoded:
             return Decision(order, "quiet", policy_choice, None, result.matches,
                             quiet_reason="the documented indication is not one the policy addresses")
@@ -144,6 +145,23 @@ def _decide(
     # Nothing found on part of the list does not mean nothing is on it: the card says which.
     return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable,
                     problem_list_partial=problem_list_partial and problem_list is not None)
+
+
+def _unlisted_reasons(codes: Iterable[IndicationCode], matches: Iterable[ClassifiedCode],
+                      families: Iterable[Family]) -> tuple[UncodedReason, ...]:
+    """Reasons coded with a code no value set lists whose own words (display, else text) name a
+    policy family: the value sets are not exhaustive (SNOMED CT descendants, new codes), so such
+    a reason is not taken as "not one the policy addresses" (fail closed)."""
+    classified = {m.indication for m in matches}
+    found = []
+    for code in codes:
+        name = " ".join((code.code.display or code.text).split())
+        if code in classified or not name:
+            continue
+        family = family_named_in(name, families)
+        if family is not None:
+            found.append(UncodedReason(name, code.source, (code.code,), family, unlisted=True))
+    return tuple(found)
 
 
 def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:

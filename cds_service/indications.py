@@ -39,6 +39,9 @@ class UncodedReason:
     source: str  # reasonCode | reasonReference <ref>
     local_codes: tuple[Code, ...] = ()  # its codings, all in code systems the service does not know
     family: Family | None = None  # the policy family its words name (set by the decision)
+    # Coded in a known system (ICD-10-CM, SNOMED CT) but with a code no value set lists, read
+    # by its words because the value sets are not exhaustive (a SNOMED CT descendant, say).
+    unlisted: bool = False
 
 
 @dataclass(frozen=True)

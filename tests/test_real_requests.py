@@ -404,3 +404,24 @@ def test_medication_with_lidocaine_and_epinephrine_ingredients_is_the_excluded_p
                              form={"text": "Injectable Solution"})
     order["reasonCode"] = [icd("M79.7")]
     assert post(client, hook_request(order)).get_json() == {"cards": []}
+
+
+@pytest.mark.parametrize(("code", "display", "family"), [
+    ("66344007", "Recurrent major depression", "depression"),
+    ("313182004", "Chronic post-traumatic stress disorder", "ptsd"),
+])
+def test_reason_coded_outside_the_value_sets_whose_words_name_a_policy_indication_gets_a_card(
+        client, code, display, family):
+    order = med_request(rxnorm("238084", "ketamine 50 MG/ML Injectable Solution"),
+                        reason=[{"coding": [{"system": SNOMED, "code": code, "display": display}]}])
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["indicator"] == "info" and card["extension"]["iv-anesthetics-cds"]["basis"] == "uncoded"
+    assert card["detail"].startswith("**Check the indication's code:**")
+    assert f"'{display}' (SNOMED CT {code}) reads as" in card["detail"]
+    assert card["extension"]["iv-anesthetics-cds"]["readsAs"] == family
+
+
+def test_reason_coded_outside_the_value_sets_with_unrelated_words_stays_quiet(client):
+    order = med_request(rxnorm("238084"), reason=[{"coding": [
+        {"system": SNOMED, "code": "38341003", "display": "Hypertensive disorder"}]}])
+    assert post(client, hook_request(order)).get_json() == {"cards": []}
