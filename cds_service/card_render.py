@@ -240,14 +240,11 @@ def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[B
     blocks = []
     section_names = text.get("labels", "section_names")
     for reason in reasons:
-        if reason.family is not None and reason.unlisted:
-            line = text.get("lines", "reads_as_unlisted").format(
+        if reason.family is not None:
+            codes = "; ".join(f"{c.system_name} {c.code}" for c in reason.local_codes)
+            line = text.get("lines", "reads_as_unlisted" if reason.unlisted else "reads_as").format(
                 name=escape_markdown(reason.name, 80), family=reason.family.label,
-                code=escape_markdown("; ".join(f"{c.system_name} {c.code}" for c in reason.local_codes), 80),
-                section=section_names.get(reason.family.section, reason.family.section))
-        elif reason.family is not None:
-            line = text.get("lines", "reads_as").format(
-                name=escape_markdown(reason.name, 80), family=reason.family.label,
+                code=escape_markdown(codes, 80),  # read by the unlisted line only
                 section=section_names.get(reason.family.section, reason.family.section))
         elif reason.name:
             line = text.get("lines", "not_coded").format(name=escape_markdown(reason.name, 80))
@@ -338,7 +335,7 @@ def _frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...]
     objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
     return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
                        decision.kind, decision.problem_list_unavailable, decision.problem_list_partial,
-                       any(u.unlisted for u in decision.uncoded))
+                       decision.reads_unlisted_code)
 
 
 def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
@@ -362,7 +359,7 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
         "policy_name": f"{policy.payer_name} policy {number}" if number
         else f"{policy.payer_name} policy *{policy.title}*",
     }
-    unlisted = any(u.unlisted for u in decision.uncoded)
+    unlisted = decision.reads_unlisted_code
     summary_key = kind
     if kind == "uncoded_reason" and reads_as:
         summary_key = "unlisted_reason_named" if unlisted else "uncoded_reason_named"

@@ -37,6 +37,11 @@ class Decision:
     named: tuple[ClassifiedCode, ...] = ()  # every policy indication found, primary first
 
     @property
+    def reads_unlisted_code(self) -> bool:
+        """A reason is coded outside the value sets and read by its words (see _unlisted_reasons)."""
+        return any(u.unlisted for u in self.uncoded)
+
+    @property
     def fires(self) -> bool:
         return self.kind != "quiet"
 

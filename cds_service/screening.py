@@ -219,6 +219,14 @@ def reference_forms(reference: str | None) -> set[str]:
     return forms
 
 
+def _entry_forms(full_url: str | None, resource: Resource) -> set[str]:
+    """The spellings that name one draftOrders entry: its fullUrl and its ``Type/id``."""
+    forms = reference_forms(full_url)
+    if isinstance(resource.get("id"), str) and isinstance(resource.get("resourceType"), str):
+        forms |= reference_forms(f"{resource['resourceType']}/{resource['id']}")
+    return forms
+
+
 def _selected_forms(entries: list[tuple[str | None, Resource]],
                     selections: tuple[str, ...] | None) -> tuple[set[str] | None, tuple[str, ...]]:
     """The forms the selections name, or None (screen every order) when there are no selections
@@ -226,11 +234,7 @@ def _selected_forms(entries: list[tuple[str | None, Resource]],
     selected, so it does not guess that none of the target orders was (fail closed)."""
     if selections is None:
         return None, ()
-    present: set[str] = set()
-    for full_url, resource in entries:
-        present |= reference_forms(full_url)
-        if isinstance(resource.get("id"), str) and isinstance(resource.get("resourceType"), str):
-            present |= reference_forms(f"{resource['resourceType']}/{resource['id']}")
+    present = set().union(*(_entry_forms(full_url, resource) for full_url, resource in entries))
     wanted = [reference_forms(s) for s in selections]
     unmatched = tuple(s for s, forms in zip(selections, wanted, strict=True) if not forms & present)
     if unmatched:
@@ -262,7 +266,7 @@ def screen_orders(
         if order.get("resourceType") != "MedicationRequest":
             continue
         ref = order_reference(full_url, order, position)
-        if selected is not None and not (reference_forms(ref) | reference_forms(full_url)) & selected:
+        if selected is not None and not _entry_forms(full_url, order) & selected:
             continue
         if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
@@ -306,6 +310,11 @@ def classify_medication_display(display: Any, reference: str, rules: MedicationR
                                    "the Medication record was not available.")
 
 
+def _concept_words(concept: object) -> str:
+    """A CodeableConcept's text and displays, lower case ("" for anything else)."""
+    return _concept_text(concept, list(codings_of(concept))).lower() if isinstance(concept, dict) else ""
+
+
 def classify_medication_resource(medication: Resource, rules: MedicationRules, source: str) -> MedicationFinding:
     """A Medication by its code, else by its ingredients: an IV admixture is often coded as the
     bag or the diluent (or only named "IV admixture"), its drug given as an ingredient.
@@ -323,11 +332,10 @@ def classify_medication_resource(medication: Resource, rules: MedicationRules, s
         found = classify_medication_concept(concept, rules, source=f"{source} ingredient")
         if found.status != "target" or found.drug is None:
             continue
-        words = " ".join(_concept_text(c, list(codings_of(c))) for c in concepts).lower()
+        words = " ".join(map(_concept_words, concepts))
         if _names_an_excluded_product(words, found.drug.exclude_text_patterns):
             return MedicationFinding("excluded", description=words, source=found.source)
-        form = medication.get("form")
-        form_words = _concept_text(form, list(codings_of(form))).lower() if isinstance(form, dict) else ""
+        form_words = _concept_words(medication.get("form"))
         injectable = found.injectable_product or any(w in form_words for w in rules.injectable_dose_form_words)
         return replace(found, injectable_product=injectable)
     return finding
