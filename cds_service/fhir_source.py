@@ -22,6 +22,7 @@ from .gather import (
     DataSource,
     PatientData,
     prefetch_next_link,
+    prefetch_unreadable_entries,
     prefetched,
 )
 from .hook_request import HookRequest
@@ -173,7 +174,8 @@ class FhirDataSource(DataSource):
         if self._coverage is not None:
             futures["Coverage search"] = self._coverage
         conditions = prefetched(self.request, CONDITIONS_KEY, "Condition") if need_conditions else []
-        if need_conditions and (conditions is None or prefetch_next_link(self.request, CONDITIONS_KEY)):
+        if need_conditions and (conditions is None or prefetch_next_link(self.request, CONDITIONS_KEY)
+                                or prefetch_unreadable_entries(self.request, CONDITIONS_KEY)):
             futures["Condition search"] = self._submit(self._conditions_task)
         results = self._collect(futures)
 
@@ -181,7 +183,10 @@ class FhirDataSource(DataSource):
                            coverages=prefetched(self.request, COVERAGE_KEY, "Coverage"),
                            unavailable=list(self.failures))
         found = results.get("Condition search")
-        if isinstance(found, FetchError):
+        if isinstance(found, FetchError) and conditions:  # keep what the prefetch could give
+            data.conditions_partial = True
+            data.unavailable.append(f"the rest of the active conditions ({found})")
+        elif isinstance(found, FetchError):
             data.conditions = None
             data.unavailable.append(f"active conditions ({found})")
         elif found is not None:

@@ -14,10 +14,12 @@ from .hook_request import HookRequest
 from .resource_index import (
     Resource,
     ResourceIndex,
+    bundle_entries,
     dicts_in,
     draft_order_entries,
     next_link,
     prefetch_resources,
+    unreadable_entries,
 )
 
 CONDITIONS_KEY = "conditions"
@@ -56,10 +58,19 @@ def prefetch_next_link(request: HookRequest, key: str) -> str | None:
     return None
 
 
+def prefetch_unreadable_entries(request: HookRequest, key: str) -> int:
+    """Entries of the Bundle prefetched under ``key`` that hold no readable resource: what they
+    held is unknown, so what was read of that Bundle is only part of it."""
+    value = request.prefetch.get(key)
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        return unreadable_entries(value)
+    return 0
+
+
 def _bundle_reports_error(bundle: dict) -> bool:
     """A searchset whose entries include an OperationOutcome with an error or fatal issue."""
-    for entry in dicts_in(bundle.get("entry")):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+    for entry in bundle_entries(bundle):
+        resource = entry.get("resource")
         if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
             for issue in dicts_in(resource.get("issue")):
                 if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
@@ -105,4 +116,8 @@ class DataSource:
             elif prefetch_next_link(self.request, CONDITIONS_KEY):
                 data.conditions_partial = True
                 data.unavailable.append("further pages of the prefetched active conditions (not followed)")
+            elif unreadable := prefetch_unreadable_entries(self.request, CONDITIONS_KEY):
+                data.conditions_partial = True
+                data.unavailable.append(f"{unreadable} prefetched active condition entr"
+                                        f"{'y' if unreadable == 1 else 'ies'} holding no readable resource")
         return data

@@ -12,6 +12,7 @@ import orjson
 
 from .errors import ApiError, Issue
 from .knowledge import SCHEMA_DIR
+from .resource_index import with_r4_entries
 
 if TYPE_CHECKING:  # jsonschema is imported only when an envelope fails the compiled check
     from jsonschema import Draft202012Validator
@@ -175,7 +176,22 @@ def check_draft_order_count(data: dict[str, Any], max_draft_orders: int) -> None
                  "smaller groups.", expression=("context.draftOrders.entry",))
 
 
+def _with_r4_draft_orders(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``context.draftOrders`` entries read as R4 entries (one object for the
+    array, a resource for its entry: :func:`.resource_index.with_r4_entries`), before the
+    schema check, so such a Bundle is read, not refused; the input is never changed."""
+    context = data.get("context")
+    draft_orders = context.get("draftOrders") if isinstance(context, dict) else None
+    if not isinstance(draft_orders, dict):
+        return data
+    lifted = with_r4_entries(draft_orders)
+    if lifted is draft_orders:
+        return data
+    return {**data, "context": {**context, "draftOrders": lifted}}
+
+
 def validate_envelope(data: dict[str, Any], *, expected_hook: str) -> HookRequest:
+    data = _with_r4_draft_orders(data)
     errors = envelope_errors(data)
     if errors:
         issues = [_describe(e) for e in errors[:MAX_REPORTED_ISSUES]]

@@ -38,14 +38,49 @@ def resource_key(resource: Resource) -> str | None:
     return None
 
 
+def bundle_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a Bundle as R4 writes them, read liberally where the meaning is clear:
+    ``entry`` as one object is a one-entry Bundle, and an entry that is itself a resource (it
+    has a ``resourceType``, which no Bundle.entry element is named) is the entry of that
+    resource. Anything else that is not an object is left out (malformed input is not trusted)."""
+    entries = bundle.get("entry")
+    if isinstance(entries, dict):
+        entries = [entries]
+    return [_as_entry(entry) for entry in dicts_in(entries)]
+
+
+def unreadable_entries(bundle: dict[str, Any]) -> int:
+    """How many entries of ``bundle`` hold no resource the service can read."""
+    entries = bundle.get("entry")
+    items = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+    return sum(1 for item in items
+               if not isinstance(item, dict) or not isinstance(_as_entry(item).get("resource"), dict))
+
+
+def _is_bare_resource(entry: Any) -> bool:
+    return isinstance(entry, dict) and "resource" not in entry and isinstance(entry.get("resourceType"), str)
+
+
+def _as_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"resource": entry} if _is_bare_resource(entry) else entry
+
+
+def with_r4_entries(bundle: dict[str, Any]) -> dict[str, Any]:
+    """``bundle`` with its entries as :func:`bundle_entries` reads them, other items kept (for
+    the envelope check to report); the same object when nothing changes, never modified."""
+    entries = bundle.get("entry")
+    if isinstance(entries, dict):
+        entries = [entries]
+    elif not isinstance(entries, list) or not any(_is_bare_resource(e) for e in entries):
+        return bundle
+    return {**bundle, "entry": [_as_entry(e) if isinstance(e, dict) else e for e in entries]}
+
+
 def bundle_resources(bundle: Any) -> Iterator[Resource]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         return
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+    for entry in bundle_entries(bundle):
+        if isinstance(entry.get("resource"), dict):
             yield entry["resource"]
 
 
@@ -103,7 +138,7 @@ class ResourceIndex:
 
 
 def draft_order_entries(draft_orders: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:
-    for entry in dicts_in(draft_orders.get("entry")):
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+    for entry in bundle_entries(draft_orders):
+        if isinstance(entry.get("resource"), dict):
             full_url = entry.get("fullUrl")
             yield (full_url if isinstance(full_url, str) else None), entry["resource"]

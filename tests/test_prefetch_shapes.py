@@ -81,6 +81,42 @@ def test_a_complete_problem_list_without_a_policy_condition_is_not_called_partia
     assert "could not be retrieved" not in card["detail"]
 
 
+def test_conditions_searchset_whose_entries_are_the_resources_themselves_is_read(client):
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [DEPRESSION]}
+    card = only_card(client, {"conditions": bundle, "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "problem-list"
+    assert card["extension"][EXT]["family"] == "depression"
+
+
+def test_conditions_searchset_with_its_entry_as_one_object_is_read(client):
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": DEPRESSION}}
+    card = only_card(client, {"conditions": bundle, "coverage": searchset()})
+    assert card["extension"][EXT]["family"] == "depression"
+
+
+@pytest.mark.parametrize("unreadable", [{"fullUrl": "urn:uuid:1"}, {"resource": "Condition/c9"}, "Condition/c9"],
+                         ids=["no-resource", "resource-as-text", "entry-as-text"])
+def test_problem_list_entry_holding_no_readable_resource_makes_the_list_partial(client, unreadable, caplog):
+    caplog.set_level(logging.INFO)
+    conditions = searchset(condition(icd("I10", "Essential hypertension"), id="c-htn"))
+    conditions["entry"].append(unreadable)
+    card = only_card(client, {"conditions": conditions, "coverage": searchset()})
+    assert card["extension"][EXT]["basis"] == "undocumented"
+    assert "the part of the patient's active problem list that could be retrieved shows no condition" in card["detail"]
+    assert "1 prefetched active condition entry holding no readable resource" in caplog.text
+
+
+def test_problem_list_entry_without_a_resource_and_an_unreachable_fhir_server_keeps_what_was_prefetched(client):
+    conditions = searchset(DEPRESSION)
+    conditions["entry"].append({"fullUrl": "urn:uuid:1"})
+    body = hook_request(ketamine_order(None), prefetch={"conditions": conditions, "coverage": searchset()})
+    body["fhirServer"] = "http://127.0.0.1:9/fhir"  # nothing listens on the discard port
+    response = client.post(SERVICE, json=body)
+    [card] = response.get_json()["cards"]
+    assert card["extension"][EXT]["basis"] == "problem-list"
+    assert card["extension"][EXT]["family"] == "depression"
+
+
 @pytest.mark.parametrize("coverage", ["missing", None, OUTCOME],
                          ids=["missing-key", "null", "operation-outcome"])
 def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(client, coverage, caplog):

@@ -425,3 +425,25 @@ def test_reason_coded_outside_the_value_sets_with_unrelated_words_stays_quiet(cl
     order = med_request(rxnorm("238084"), reason=[{"coding": [
         {"system": SNOMED, "code": "38341003", "display": "Hypertensive disorder"}]}])
     assert post(client, hook_request(order)).get_json() == {"cards": []}
+
+
+# --- Bundle entries as clients write them ---------------------------------------------------
+
+def test_draft_orders_whose_entries_are_the_resources_themselves_get_the_card(client):
+    body = hook_request(depression_order())
+    body["context"]["draftOrders"]["entry"] = [entry["resource"] for entry in body["context"]["draftOrders"]["entry"]]
+    assert len(post(client, body).get_json()["cards"]) == 1
+
+
+def test_draft_orders_with_the_entry_as_one_object_get_the_card(client):
+    body = hook_request(depression_order())
+    body["context"]["draftOrders"]["entry"] = body["context"]["draftOrders"]["entry"][0]
+    assert len(post(client, body).get_json()["cards"]) == 1
+
+
+@pytest.mark.parametrize("entry", [{"fullUrl": "urn:uuid:1"}, {"Resource": {"resourceType": "MedicationRequest"}}],
+                         ids=["only-full-url", "misnamed-resource"])
+def test_draft_order_entry_holding_no_resource_is_400_naming_it_not_an_empty_answer(client, entry):
+    body = hook_request(depression_order())
+    body["context"]["draftOrders"]["entry"].append(entry)
+    assert_outcome(post(client, body), 400, "context.draftOrders.entry[1].resource")
