@@ -97,7 +97,7 @@ def _fit_summary(template: str, values: dict[str, str]) -> str:
         summary = " ".join(template.replace(" {number}", "").format(**values).split())
     if len(summary) > SUMMARY_LIMIT:
         summary = summary[: SUMMARY_LIMIT - 1].rstrip() + "…"
-    return summary
+    return summary[:1].upper() + summary[1:]  # "Ketamine (if IV): …"
 
 
 def _fit_detail(blocks: list[Block], limit: int) -> list[Block]:
@@ -335,7 +335,7 @@ def _frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...]
     objects = (policy, text, drug, reads_as, primary, *(m.family for m in named))
     return _FRAMES.get(objects, lambda: _build_frame(decision, text, named, reads_as),
                        decision.kind, decision.problem_list_unavailable, decision.problem_list_partial,
-                       decision.reads_unlisted_code)
+                       decision.reads_unlisted_code, decision.order.route.confirmed)
 
 
 def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode, ...],
@@ -359,6 +359,9 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
         "policy_name": f"{policy.payer_name} policy {number}" if number
         else f"{policy.payer_name} policy *{policy.title}*",
     }
+    # The summary says "IV" only where the order's route says so (else: "ketamine (if IV)").
+    values["iv_drug"] = text.get("labels", "iv_drug" if order.route.confirmed else "iv_drug_unconfirmed").format(
+        drug=drug)
     unlisted = decision.reads_unlisted_code
     summary_key = kind
     if kind == "uncoded_reason" and reads_as:

@@ -290,6 +290,16 @@ def test_order_without_any_route_gets_the_card_saying_the_route_is_not_confirmed
     assert card["indicator"] == "warning"
     assert "**Route not confirmed:**" in card["detail"] and "given as an infusion" not in card["detail"]
     assert answer.get("systemActions", []) == []  # no coverage determination for an unconfirmed route
+    assert card["summary"].startswith("Ketamine (if IV) for Depression")  # the summary does not say IV
+
+
+def test_summary_says_iv_only_where_the_order_route_says_so(client):
+    body = json.loads((REQUESTS / "13-depression-ketamine-f33.json").read_text())
+    [confirmed] = post(client, body).get_json()["cards"]
+    [unconfirmed] = post(client, _without_route_or_rate(body, "0.5 mg/kg over 40 minutes")).get_json()["cards"]
+    assert confirmed["summary"].startswith("IV ketamine for ")
+    assert unconfirmed["summary"].startswith("Ketamine (if IV) for ")
+    assert "IV ketamine" not in unconfirmed["summary"]
 
 
 def test_order_whose_dosage_text_says_iv_gets_the_card_and_the_coverage_action(client):
