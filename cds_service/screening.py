@@ -315,19 +315,23 @@ def _concept_words(concept: object) -> str:
     return _concept_text(concept, list(codings_of(concept))).lower() if isinstance(concept, dict) else ""
 
 
-def classify_medication_resource(medication: Resource, rules: MedicationRules, source: str) -> MedicationFinding:
+def classify_medication_resource(medication: Resource, rules: MedicationRules, source: str,
+                                 resolve: Callable[[str], Resource | None] | None = None,
+                                 display_fallback: bool = False) -> MedicationFinding:
     """A Medication by its code, else by its ingredients: an IV admixture is often coded as the
     bag or the diluent (or only named "IV admixture"), its drug given as an ingredient.
 
     An ingredient that is a target drug makes the Medication that drug, unless another ingredient
     names one of the drug's excluded products (epinephrine, ...); the form is injectable when the
-    ingredient's product or the Medication's ``form`` says so.
+    ingredient's product or the Medication's ``form`` says so. An ingredient given by reference
+    (``itemReference`` to a Substance or Medication) is read by what ``resolve`` finds; one that
+    cannot be found may be the drug, so the Medication is unresolved (fetched, else a 412), or,
+    with ``display_fallback``, read by the reference's display.
     """
     finding = classify_medication_concept(medication.get("code"), rules, source=source)
     if finding.status != "other":
         return finding
-    concepts = [i.get("itemCodeableConcept") for i in dicts_in(medication.get("ingredient"))]
-    concepts = [c for c in concepts if isinstance(c, dict)]
+    concepts, pending = _ingredient_concepts(medication, resolve, display_fallback)
     for concept in concepts:
         found = classify_medication_concept(concept, rules, source=f"{source} ingredient")
         if found.status != "target" or found.drug is None:
@@ -338,7 +342,35 @@ def classify_medication_resource(medication: Resource, rules: MedicationRules, s
         form_words = _concept_words(medication.get("form"))
         injectable = found.injectable_product or any(w in form_words for w in rules.injectable_dose_form_words)
         return replace(found, injectable_product=injectable)
+    if pending:  # an ingredient that could not be read may be ketamine or lidocaine
+        return MedicationFinding("unresolved", source=pending[0], unresolved_reference=pending[0])
     return finding
+
+
+def _ingredient_concepts(medication: Resource, resolve: Callable[[str], Resource | None] | None,
+                         display_fallback: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ingredients' concepts (``itemCodeableConcept``, or the ``code`` of the Substance or
+    Medication an ``itemReference`` names), and the references that could not be read."""
+    concepts: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for ingredient in dicts_in(medication.get("ingredient")):
+        concept = ingredient.get("itemCodeableConcept")
+        if isinstance(concept, dict):
+            concepts.append(concept)
+            continue
+        item = ingredient.get("itemReference")
+        if not isinstance(item, dict):
+            continue
+        reference, display = item.get("reference"), item.get("display")
+        target = resolve(reference) if isinstance(reference, str) and resolve is not None else None
+        if isinstance(target, dict) and target.get("resourceType") in ("Substance", "Medication") \
+                and isinstance(target.get("code"), dict):
+            concepts.append(target["code"])
+        elif isinstance(display, str) and display.strip() and (display_fallback or not isinstance(reference, str)):
+            concepts.append({"text": display})
+        elif isinstance(reference, str):
+            pending.append(reference)
+    return concepts, pending
 
 
 def _medication_of(
@@ -359,7 +391,9 @@ def _medication_of(
             if display_fallback:
                 return classify_medication_display(reference.get("display"), ref, rules)
             return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
-        return classify_medication_resource(medication, rules, source=ref)
+        return classify_medication_resource(medication, rules, source=ref,
+                                            resolve=lambda item: resolve_medication(item, order),
+                                            display_fallback=display_fallback)
     if isinstance(reference, dict) and isinstance(reference.get("display"), str):
         finding = classify_medication_display(reference["display"], "medicationReference", rules)
         # Nothing to fetch without a reference: what the display cannot decide is unreadable.

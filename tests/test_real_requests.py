@@ -457,3 +457,41 @@ def test_draft_order_entry_holding_no_resource_is_400_naming_it_not_an_empty_ans
     body = hook_request(depression_order())
     body["context"]["draftOrders"]["entry"].append(entry)
     assert_outcome(post(client, body), 400, "context.draftOrders.entry[1].resource")
+
+
+# --- a Medication's ingredient given by reference (itemReference) ----------------------------
+
+KETAMINE_INGREDIENT = {"coding": [{"system": RXNORM, "code": "6130", "display": "ketamine"}]}
+
+
+def _admixture_by_reference(item: dict, *contained: dict) -> dict:
+    medication = {"resourceType": "Medication", "id": "mix", "code": SALINE,
+                  "form": {"text": "Injectable Solution"}, "ingredient": [{"itemReference": item}]}
+    return med_request(None, reason=[icd("F33.2")], medicationReference={"reference": "#mix"},
+                       contained=[medication, *contained])
+
+
+def test_ingredient_given_as_a_contained_ketamine_substance_is_ketamine(client):
+    substance = {"resourceType": "Substance", "id": "sub", "code": KETAMINE_INGREDIENT}
+    order = _admixture_by_reference({"reference": "#sub"}, substance)
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
+
+
+def test_ingredient_given_as_a_substance_of_another_drug_stays_quiet(client):
+    substance = {"resourceType": "Substance", "id": "sub", "code": SALINE}
+    order = _admixture_by_reference({"reference": "#sub"}, substance)
+    order["note"] = [{"text": "not ketamine"}]  # the body names a target drug: the full path runs
+    assert post(client, hook_request(order)).get_json() == {"cards": []}
+
+
+def test_ingredient_reference_that_cannot_be_found_is_412_never_an_empty_answer(client):
+    order = _admixture_by_reference({"reference": "Substance/not-here"})
+    order["note"] = [{"text": "ketamine drip"}]
+    assert_outcome(post(client, hook_request(order)), 412, "Substance/not-here")
+
+
+def test_ingredient_reference_that_cannot_be_found_is_read_by_its_display(client):
+    order = _admixture_by_reference({"reference": "Substance/not-here", "display": "ketamine"})
+    [card] = post(client, hook_request(order)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
