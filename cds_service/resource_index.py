@@ -44,9 +44,11 @@ def bundle_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     has a ``resourceType``, which no Bundle.entry element is named) is the entry of that
     resource. Anything else that is not an object is left out (malformed input is not trusted)."""
     entries = bundle.get("entry")
-    if isinstance(entries, dict):
-        entries = [entries]
-    return [_as_entry(entry) for entry in dicts_in(entries)]
+    found = [entries] if isinstance(entries, dict) else dicts_in(entries)
+    for entry in found:
+        if "resource" not in entry:  # rare: only then is a new list made
+            return [_as_entry(e) for e in found]
+    return found
 
 
 def unreadable_entries(bundle: dict[str, Any]) -> int:
