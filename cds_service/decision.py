@@ -10,8 +10,10 @@ from .indications import (
     ClassifiedCode,
     IndicationCode,
     OrderIndications,
+    ReasonProcedure,
     UncodedReason,
     assess,
+    classify_code,
     family_named_in,
 )
 from .knowledge import QUIET_SECTIONS, Family
@@ -108,9 +110,14 @@ def _decide(
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
 
-    if indications.procedures:
+    if any(_is_procedural_use(p, families, drug_id) for p in indications.procedures):
         return Decision(order, "quiet", policy_choice,
                         quiet_reason="the order's reason is a procedure (anesthetic or procedural use)")
+    if indications.procedures:  # procedures whose code names no approved use: read as other reasons
+        other = indications.procedures
+        indications = replace(
+            indications, procedures=(), codes=indications.codes + tuple(c for p in other for c in p.codes),
+            uncoded=indications.uncoded + tuple(UncodedReason(p.name, p.source) for p in other if not p.codes))
 
     uncoded = tuple(replace(u, family=family_named_in(u.name, families)) if u.name else u
                     for u in indications.uncoded)
@@ -150,6 +157,16 @@ def _decide(
     # Nothing found on part of the list does not mean nothing is on it: the card says which.
     return Decision(order, "undocumented", policy_choice, None, result.matches, missing=unavailable,
                     problem_list_partial=problem_list_partial and problem_list is not None)
+
+
+def _is_procedural_use(procedure: ReasonProcedure, families: Iterable[Family], drug_id: str) -> bool:
+    """A Procedure coded as an approved use of this drug (anesthesia or procedural sedation): any
+    other procedure, a "ketamine infusion" say, does not make the order an anesthetic use."""
+    for indication in procedure.codes:
+        family = classify_code(indication.code, families)
+        if family is not None and family.section == "approved_use" and drug_id in family.drugs:
+            return True
+    return False
 
 
 def _unlisted_reasons(codes: Iterable[IndicationCode], matches: Iterable[ClassifiedCode],

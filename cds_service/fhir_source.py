@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fhir_client import FetchError, FhirClient, FhirSettings, SearchResult, query_permission, shared_executor
+from .fhir_shape import normalize_resource
 from .gather import (
     CONDITIONS_KEY,
     COVERAGE_KEY,
@@ -107,8 +108,8 @@ class FhirDataSource(DataSource):
         for reference, result in self._collect(futures).items():
             if isinstance(result, FetchError):
                 self.failures.append(str(result))
-            else:
-                self.index.add(result, reference)
+            else:  # read as the request's own resources are (fhir_shape: single objects as arrays)
+                self.index.add(normalize_resource(result), reference)
 
     # -- coverage and payor ------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class FhirDataSource(DataSource):
             data.conditions = None
             data.unavailable.append(f"active conditions ({found})")
         elif found is not None:
-            data.conditions = found.resources
+            data.conditions = [normalize_resource(r) for r in found.resources]
             if not found.complete:
                 data.conditions_partial = True
                 data.unavailable.append(f"part of the active conditions ({found.note})")
@@ -200,8 +201,8 @@ class FhirDataSource(DataSource):
             data.coverages = None
             data.coverage_unavailable.append(f"the patient's coverage ({coverage})")
         elif coverage is not None:
-            data.coverages = coverage.coverages
+            data.coverages = [normalize_resource(r) for r in coverage.coverages]
             data.coverage_unavailable.extend(coverage.notes)
             for ref, organization in coverage.organizations.items():
-                self.index.add(organization, ref)
+                self.index.add(normalize_resource(organization), ref)
         return data

@@ -32,7 +32,13 @@ def build_index(request: HookRequest) -> ResourceIndex:
     for full_url, resource in draft_order_entries(request.draft_orders):
         index.add(resource, full_url)
     for value in request.prefetch.values():
-        index.add_all(prefetch_resources(value))
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            for entry in bundle_entries(value):  # by fullUrl too: a reason may be urn:uuid:...
+                resource, full_url = entry.get("resource"), entry.get("fullUrl")
+                if isinstance(resource, dict) and resource.get("resourceType") != "OperationOutcome":
+                    index.add(resource, full_url if isinstance(full_url, str) else None)
+        else:
+            index.add_all(prefetch_resources(value))
     return index
 
 

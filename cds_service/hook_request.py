@@ -90,6 +90,7 @@ def _describe(error: ValidationError) -> Issue:
         "type": f"must be of JSON type {expected}",
         "const": f"must be {expected!r}",
         "minLength": "must not be empty",
+        "minItems": "must not be empty (order-select names at least one selected order)",
         "pattern": "does not have the expected format",
         "dependentRequired": "fhirAuthorization is present but fhirServer is missing",
     }

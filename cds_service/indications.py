@@ -18,6 +18,7 @@ KNOWN_SYSTEMS = frozenset(SYSTEM_NAMES)
 LATE_PHASE_7TH_CHARACTERS = frozenset({"D", "S"})
 INACTIVE_CLINICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
 EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+EXCLUDED_PROCEDURE_STATUSES = frozenset({"not-done", "entered-in-error"})
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,19 @@ class UncodedReason:
 
 
 @dataclass(frozen=True)
+class ReasonProcedure:
+    """A Procedure the order's ``reasonReference`` names: an anesthetic or procedural use when
+    its code says so (the decision checks that against the approved-use value sets)."""
+
+    source: str  # reasonReference <ref>
+    codes: tuple[IndicationCode, ...]  # its codings in code systems the service knows
+    name: str  # its code's text, else a coding's display; "" when it has none
+
+
+@dataclass(frozen=True)
 class OrderIndications:
     codes: tuple[IndicationCode, ...]
-    procedures: tuple[str, ...]  # reasonReference to a Procedure: a procedural (anesthetic) use
+    procedures: tuple[ReasonProcedure, ...]  # reasonReference to a Procedure that was (to be) done
     unresolved: tuple[str, ...]  # references that could not be resolved
     uncoded: tuple[UncodedReason, ...] = ()  # reasons the value sets cannot classify
 
@@ -130,12 +141,17 @@ def order_indications(
             uncoded.append(reason)
     for reference in dicts_in(order.get("reasonReference")):
         if not isinstance(reference.get("reference"), str):
+            display = reference.get("display")  # a reason named only: read as its words
+            if isinstance(display, str) and display.strip():
+                uncoded.append(UncodedReason(" ".join(display.split()), "reasonReference"))
             continue
         ref = reference["reference"]
         target = resolve(ref, order)
         if target is None:
             unresolved.append(ref)
         elif target.get("resourceType") == "Condition":
+            if _first_code(target, "verificationStatus") in EXCLUDED_VERIFICATION:
+                continue  # refuted or entered in error: not the order's reason (nor an exemption)
             source = f"reasonReference {ref}"
             codes.extend(_concept_codes(target.get("code"), source))
             reason = _uncoded(target.get("code"), source)
@@ -144,20 +160,28 @@ def order_indications(
             if reason is not None:
                 uncoded.append(reason)
         elif target.get("resourceType") == "Procedure":
-            procedures.append(ref)
+            if target.get("status") in EXCLUDED_PROCEDURE_STATUSES:
+                continue  # a procedure not done (or recorded in error) is no reason for the order
+            source = f"reasonReference {ref}"
+            code = target.get("code")
+            local = tuple(codings_of(code))
+            text = code.get("text") if isinstance(code, dict) else None
+            name = text.strip() if isinstance(text, str) and text.strip() else next(
+                (c.display for c in local if c.display.strip()), "")
+            procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)), " ".join(name.split())))
     return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved), tuple(uncoded))
 
 
-def is_active_condition(condition: Resource, patient_id: str | None = None) -> bool:
-    def first_code(field: str) -> str | None:
-        concept = condition.get(field)
-        codes = list(codings_of(concept))
-        return codes[0].code if codes else None
+def _first_code(resource: Resource, element: str) -> str | None:
+    codes = list(codings_of(resource.get(element)))
+    return codes[0].code if codes else None
 
-    clinical = first_code("clinicalStatus")
+
+def is_active_condition(condition: Resource, patient_id: str | None = None) -> bool:
+    clinical = _first_code(condition, "clinicalStatus")
     if clinical in INACTIVE_CLINICAL_STATUSES or (clinical is None and condition.get("abatementDateTime")):
         return False
-    if first_code("verificationStatus") in EXCLUDED_VERIFICATION:
+    if _first_code(condition, "verificationStatus") in EXCLUDED_VERIFICATION:
         return False
     subject = condition.get("subject")
     if patient_id and isinstance(subject, dict) and isinstance(subject.get("reference"), str):

@@ -9,7 +9,7 @@ from typing import Any
 
 from .knowledge import Drug, MedicationRules
 from .resource_index import Resource, dicts_in
-from .terminology import HCPCS, NDC, Code, codings_of
+from .terminology import HCPCS, NDC, RXNORM, Code, codings_of
 
 INACTIVE_ORDER_STATUSES = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
 RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
@@ -69,9 +69,22 @@ class ScreeningResult:
     unmatched_selections: tuple[str, ...] = ()
 
 
+def _has_malformed_coding(concept: dict[str, Any], codes: list[Code]) -> bool:
+    """A coding that is not an object, or whose ``system`` or ``code`` is not a string."""
+    codings = concept.get("coding")
+    if not isinstance(codings, list) or len(codings) == len(codes):  # the common case: all read
+        return False
+    return any(not isinstance(c, dict) or any(k in c and not isinstance(c[k], str) for k in ("system", "code"))
+               for c in codings)
+
+
 def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
     parts = [concept.get("text")] if isinstance(concept.get("text"), str) else []
     parts.extend(c.display for c in codes if c.display)
+    codings = concept.get("coding")
+    if isinstance(codings, list) and len(codings) != len(codes):  # a coding without system or code:
+        parts.extend(c["display"] for c in codings  # its display still names the product
+                     if isinstance(c, dict) and isinstance(c.get("display"), str))
     unique = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
     return " | ".join(unique)
 
@@ -87,6 +100,8 @@ def classify_medication_concept(
     if not isinstance(concept, dict):
         return MedicationFinding("other", source=source)
     codes = list(codings_of(concept))
+    if _has_malformed_coding(concept, codes):  # e.g. a code sent as a JSON number: not a guess
+        return MedicationFinding("unreadable", source=source)
     text = _concept_text(concept, codes)
     lowered = text.lower()
 
@@ -172,25 +187,33 @@ def _names_an_excluded_product(lowered: str, patterns: tuple[str, ...]) -> bool:
 
 
 def assess_route(order: Resource, medication: MedicationFinding, rules: MedicationRules) -> RouteFinding:
+    """IV when a dosage says so. Out of scope only when every dosage states a non-IV route: a
+    dosage without a readable route (beside an IM loading dose, say) is judged on its own."""
     dosages = dicts_in(order.get("dosageInstruction"))
     stated_non_iv: list[str] = []
     unreadable: list[str] = []
+    open_dosages: list[dict[str, Any]] = []  # dosages whose route does not rule IV out
     for dosage in dosages:
         route = dosage.get("route")
-        if not isinstance(route, dict):
-            continue
-        is_iv, why = read_route(route, rules)
-        if is_iv:
-            return RouteFinding(True, why)
-        (stated_non_iv if is_iv is False else unreadable).append(why)
-    if stated_non_iv:
+        if isinstance(route, dict):
+            is_iv, why = read_route(route, rules)
+            if is_iv:
+                return RouteFinding(True, why)
+            if is_iv is False:
+                stated_non_iv.append(why)
+                continue
+            unreadable.append(why)
+        open_dosages.append(dosage)
+    if stated_non_iv and not open_dosages:
         return RouteFinding(False, f"non-IV route: {', '.join(stated_non_iv)}")
     lead = f"{'; '.join(unreadable)}; " if unreadable else "no route given; "
+    if stated_non_iv:
+        lead = f"non-IV route in another dosage ({', '.join(stated_non_iv)}); " + lead
     if medication.iv_only_product:
         return RouteFinding(True, lead + "the product is a premixed IV bag labeled for IV use")
-    if medication.injectable_product and any(_has_infusion_rate_or_duration(d) for d in dosages):
+    if medication.injectable_product and any(_has_infusion_rate_or_duration(d) for d in open_dosages):
         return RouteFinding(True, lead + "injectable product with an infusion rate or duration")
-    for dosage in dosages:
+    for dosage in open_dosages:
         text = dosage.get("text")
         if isinstance(text, str) and rules.iv_route_words.search(text):
             return RouteFinding(True, lead + f"dosage text '{text.strip()[:80]}'")
@@ -310,6 +333,33 @@ def classify_medication_display(display: Any, reference: str, rules: MedicationR
                                    "the Medication record was not available.")
 
 
+def _names_a_product(medication: Resource) -> bool:
+    """True when the Medication says what it is: an RxNorm or NDC coding, or words (its code's
+    or an ingredient's text or display). A record with only a local code says nothing."""
+    concepts = [medication.get("code"), *(i.get("itemCodeableConcept") for i in dicts_in(medication.get("ingredient")))]
+    for concept in concepts:
+        if not isinstance(concept, dict):
+            continue
+        codes = list(codings_of(concept))
+        if _concept_text(concept, codes) or any(c.system in (RXNORM, NDC) for c in codes):
+            return True
+    return False
+
+
+def _named_by_display(finding: MedicationFinding, display: Any, reference: str,
+                      rules: MedicationRules) -> MedicationFinding:
+    """``finding`` (the Medication names no target drug), unless the reference's ``display``
+    names ketamine or lidocaine: a record coded only locally, or not at all, says no more than
+    a missing one, so the display decides, with a caveat for the card."""
+    if not isinstance(display, str) or not display.strip():
+        return finding
+    named = classify_medication_concept({"text": display.strip()}, rules, source=reference)
+    if named.status != "target":
+        return finding
+    return replace(named, caveat=f"Identified from the order's medication name '{display.strip()}'; "
+                                 "the Medication record does not name the drug in a code this service reads.")
+
+
 def _concept_words(concept: object) -> str:
     """A CodeableConcept's text and displays, lower case ("" for anything else)."""
     return _concept_text(concept, list(codings_of(concept))).lower() if isinstance(concept, dict) else ""
@@ -384,16 +434,19 @@ def _medication_of(
             return MedicationFinding("unreadable", source="medicationCodeableConcept")
         return classify_medication_concept(order["medicationCodeableConcept"], rules)
     reference = order.get("medicationReference")
-    if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+    if isinstance(reference, dict) and isinstance(reference.get("reference"), str) and reference["reference"].strip():
         ref = reference["reference"]
         medication = resolve_medication(ref, order)
         if medication is None or medication.get("resourceType") != "Medication":
             if display_fallback:
                 return classify_medication_display(reference.get("display"), ref, rules)
             return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
-        return classify_medication_resource(medication, rules, source=ref,
-                                            resolve=lambda item: resolve_medication(item, order),
-                                            display_fallback=display_fallback)
+        finding = classify_medication_resource(medication, rules, source=ref,
+                                               resolve=lambda item: resolve_medication(item, order),
+                                               display_fallback=display_fallback)
+        if finding.status == "other" and not _names_a_product(medication):
+            return _named_by_display(finding, reference.get("display"), ref, rules)
+        return finding
     if isinstance(reference, dict) and isinstance(reference.get("display"), str):
         finding = classify_medication_display(reference["display"], "medicationReference", rules)
         # Nothing to fetch without a reference: what the display cannot decide is unreadable.

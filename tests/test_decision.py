@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.decision import decide
-from cds_service.indications import IndicationCode, OrderIndications, assess, classify_code
+from cds_service.indications import IndicationCode, OrderIndications, ReasonProcedure, assess, classify_code
 from cds_service.policy_choice import PolicyChoice
 from cds_service.resource_index import ResourceIndex
 from cds_service.screening import screen_orders
@@ -108,10 +108,29 @@ def test_order_with_policy_indication_warns(knowledge, choice):
     assert (decision.kind, decision.indicator, decision.section_id) == ("warning", "warning", "psychiatric")
 
 
-def test_order_whose_reason_is_a_procedure_stays_quiet(knowledge, choice):
-    decision = decide(screened(knowledge), OrderIndications((), ("Procedure/p1",), ()), None, choice,
+def _procedure(code: str, name: str) -> ReasonProcedure:
+    source = "reasonReference Procedure/p1"
+    return ReasonProcedure(source, (IndicationCode(Code(SNOMED, code), source),), name)
+
+
+def test_order_whose_reason_is_an_anesthesia_procedure_stays_quiet(knowledge, choice):
+    anesthesia = _procedure("50697003", "General anesthesia")  # indication-anesthesia_sedation.json
+    decision = decide(screened(knowledge), OrderIndications((), (anesthesia,), ()), None, choice,
                       knowledge.families)
     assert decision.kind == "quiet" and "procedure" in decision.quiet_reason
+
+
+def test_a_procedure_coded_as_no_approved_use_does_not_silence_a_psychiatric_reason(knowledge, choice):
+    other = ReasonProcedure("reasonReference Procedure/p1", (), "Ketamine infusion")
+    decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"),), (other,), ()), None, choice,
+                      knowledge.families)
+    assert decision.kind == "warning" and decision.family.id == "depression"
+
+
+def test_a_procedure_without_an_approved_use_code_alone_is_read_as_an_uncoded_reason(knowledge, choice):
+    other = ReasonProcedure("reasonReference Procedure/p1", (), "Ketamine infusion")
+    decision = decide(screened(knowledge), OrderIndications((), (other,), ()), None, choice, knowledge.families)
+    assert decision.kind == "uncoded_reason" and decision.fires
 
 
 def test_documented_indication_outside_the_policy_stays_quiet(knowledge, choice):
@@ -199,8 +218,8 @@ def test_unmatched_plan_turns_a_warning_into_a_no_policy_card(knowledge):
     decision = decide(screened(knowledge), OrderIndications((icd_code("F33.2"),), (), ()), None, unmatched,
                       knowledge.families)
     assert (decision.kind, decision.indicator) == ("no_policy", "info")
-    exempt = decide(screened(knowledge), OrderIndications((), ("Procedure/p",), ()), None, unmatched,
-                    knowledge.families)
+    exempt = decide(screened(knowledge), OrderIndications((), (_procedure("50697003", "General anesthesia"),), ()),
+                    None, unmatched, knowledge.families)
     assert exempt.kind == "quiet"
 
 

@@ -495,3 +495,128 @@ def test_ingredient_reference_that_cannot_be_found_is_read_by_its_display(client
     order = _admixture_by_reference({"reference": "Substance/not-here", "display": "ketamine"})
     [card] = post(client, hook_request(order)).get_json()["cards"]
     assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
+
+
+# --- review findings of 2026-12-07 (fail-open hunt, round 2) ----------------------------------
+
+SNOMED_IM = {"coding": [{"system": SNOMED, "code": "78421000", "display": "Intramuscular route"}]}
+EPIC_LOCAL = "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288"
+
+
+def _fixture_13() -> tuple[dict, dict]:
+    body = json.loads((REQUESTS / "13-depression-ketamine-f33.json").read_text())
+    return body, body["context"]["draftOrders"]["entry"][0]["resource"]
+
+
+def _by_reference(body: dict, order: dict, medication: dict | None, reference: str = "#m") -> dict:
+    order.pop("medicationCodeableConcept")
+    order["medicationReference"] = {"reference": reference, "display": EPIC_DISPLAY}
+    if medication is not None:
+        order["contained"] = [medication]
+    return body
+
+
+def _cards(client, body: dict, url: str = SIGN) -> list[dict]:
+    response = post(client, body, url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["cards"]
+
+
+@pytest.mark.parametrize("medication", [
+    {"resourceType": "Medication", "id": "m", "code": {"coding": [{"system": EPIC_LOCAL, "code": "12345"}]}},
+    {"resourceType": "Medication", "id": "m"},
+], ids=["local-code-only", "no-code"])
+def test_medication_record_that_names_no_drug_is_read_by_the_reference_display(client, medication):
+    body, order = _fixture_13()
+    [card] = _cards(client, _by_reference(body, order, medication))
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
+    assert "does not name the drug in a code this service reads" in card["detail"]
+
+
+def test_empty_medication_reference_is_400_not_out_of_scope(client):
+    body, order = _fixture_13()
+    assert_outcome(post(client, _by_reference(body, order, None, reference="")), 400, "medicationReference")
+
+
+@pytest.mark.parametrize("coding", [
+    {"display": "ketamine 50 MG/ML Injectable Solution"},
+    {"code": "238084", "display": "ketamine 50 MG/ML Injectable Solution"},
+], ids=["display-only", "no-system"])
+def test_medication_coding_without_system_or_code_is_read_by_its_display(client, coding):
+    body, order = _fixture_13()
+    order["medicationCodeableConcept"] = {"coding": [coding]}
+    [card] = _cards(client, body)
+    assert card["extension"]["iv-anesthetics-cds"]["drug"] == "ketamine"
+
+
+def test_medication_code_sent_as_a_number_is_400(client):
+    body, order = _fixture_13()
+    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": 238084}]}
+    assert_outcome(post(client, body), 400, "medicationCodeableConcept cannot be read")
+
+
+def test_an_im_dosage_beside_an_infusion_dosage_without_a_route_gets_the_card(client):
+    body, order = _fixture_13()
+    first = order["dosageInstruction"][0]
+    infusion = {"text": "then 0.5 mg/kg/h", "doseAndRate": [{"rateQuantity": {"value": 40, "unit": "mg/h"}}]}
+    order["dosageInstruction"] = [dict(first, route=SNOMED_IM, text="0.5 mg/kg IM load"), infusion]
+    assert len(_cards(client, body)) == 1
+
+
+def test_only_im_dosages_stay_out_of_scope(client):
+    body, order = _fixture_13()
+    order["dosageInstruction"] = [dict(d, route=SNOMED_IM) for d in order["dosageInstruction"]] * 2
+    assert _cards(client, body) == []
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "refuted"])
+def test_reason_condition_recorded_in_error_does_not_exempt_the_order(client, status):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    order["contained"] = [{"resourceType": "Condition", "id": "vt",
+                           "code": {"coding": [{"system": ICD10CM, "code": "I47.20"}]},
+                           "verificationStatus": {"coding": [{
+                               "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                               "code": status}]},
+                           "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#vt"}]
+    [card] = _cards(client, body)
+    assert card["extension"]["iv-anesthetics-cds"]["basis"] == "problem-list"  # the F33.2 on the list
+
+
+@pytest.mark.parametrize("procedure", [
+    {"status": "not-done", "code": {"coding": [{"system": SNOMED, "code": "50697003"}], "text": "General anesthesia"}},
+    {"status": "completed", "code": {"text": "Ketamine infusion"}},
+], ids=["anesthesia-not-done", "not-an-anesthetic-use"])
+def test_reason_procedure_that_is_no_anesthetic_use_does_not_silence_a_psychiatric_reason(client, procedure):
+    body, order = _fixture_13()
+    order["contained"] = [dict(procedure, resourceType="Procedure", id="p", subject={"reference": "Patient/pt-mdd-13"})]
+    order["reasonReference"] = [{"reference": "#p"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning" and card["extension"]["iv-anesthetics-cds"]["family"] == "depression"
+
+
+def test_order_select_with_no_selections_is_400(client):
+    body = json.loads((REQUESTS / "17-order-select-selected-ketamine-depression.json").read_text())
+    body["context"]["selections"] = []
+    assert_outcome(post(client, body, SELECT), 400, "context.selections")
+
+
+def test_reason_reference_to_a_prefetched_condition_by_its_full_url_is_resolved(client):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    full_url = "urn:uuid:22222222-1111-4111-8111-111111111111"
+    order["reasonReference"] = [{"reference": full_url}]
+    body["prefetch"]["conditions"]["entry"][0]["fullUrl"] = full_url
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning"
+
+
+def test_reason_reference_with_only_a_display_is_read_by_its_words(client):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    order["reasonReference"] = [{"display": "Major depressive disorder"}]
+    body["prefetch"]["conditions"]["entry"] = []
+    [card] = _cards(client, body)
+    assert card["extension"]["iv-anesthetics-cds"]["basis"] != "undocumented"
+    assert "Major depressive disorder" in card["detail"]
