@@ -10,7 +10,8 @@ and sends the same status, headers and bytes (``tests/test_fast_lane.py`` holds 
 on every request fixture).
 
 Anything else goes to Flask untouched: other paths and methods, browser calls (an ``Origin``
-header, or any call when ``CORS_ORIGINS`` is configured: CORS is flask-cors's), a body
+header, or any call when ``CORS_ORIGINS`` is configured: CORS is flask-cors's), a compressed
+body (``Content-Encoding``: Flask answers 415), a body
 without a valid ``Content-Length`` or over ``MAX_CONTENT_LENGTH``, a scheme other than http(s),
 debug mode. A call the
 lane has started but cannot answer with a 200 (bad input, a refused token, an unexpected
@@ -59,6 +60,7 @@ class HookFastLane:
         max_length = self._config["MAX_CONTENT_LENGTH"]
         scheme = environ.get("wsgi.url_scheme")
         if (service is None or length is None or not self._enabled or "HTTP_ORIGIN" in environ
+                or environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("", "identity")
                 or self._app.debug or (max_length is not None and length > max_length)
                 or scheme not in ("http", "https")):
             return self.flask_wsgi(environ, start_response)

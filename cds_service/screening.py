@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from .knowledge import Drug, MedicationRules
 from .resource_index import Resource, dicts_in
 from .terminology import HCPCS, NDC, RXNORM, Code, codings_of
@@ -454,4 +456,11 @@ def _medication_of(
             finding, status="unreadable", source="medicationReference", unresolved_reference=None)
     if reference is not None:
         return MedicationFinding("unreadable", source="medicationReference")
+    # No medication[x] (R4 requires one): out of scope, unless the order's words name a target drug.
+    try:
+        words = orjson.dumps(order).decode().lower()
+    except TypeError:  # what orjson cannot write (an integer beyond 64 bits)
+        words = str(order).lower()
+    if any(p in words for drug in rules.drugs for p in drug.text_patterns):
+        return MedicationFinding("unreadable", source="medication[x]")
     return MedicationFinding("other")

@@ -620,3 +620,29 @@ def test_reason_reference_with_only_a_display_is_read_by_its_words(client):
     [card] = _cards(client, body)
     assert card["extension"]["iv-anesthetics-cds"]["basis"] != "undocumented"
     assert "Major depressive disorder" in card["detail"]
+
+
+def test_medication_request_without_medication_whose_words_name_ketamine_is_400(client):
+    body, order = _fixture_13()
+    order.pop("medicationCodeableConcept")
+    order["dosageInstruction"][0]["text"] = "Ketamine 40 mg IV over 40 minutes"
+    assert_outcome(post(client, body), 400, "medication[x] cannot be read")
+
+
+def test_medication_request_without_medication_naming_no_target_stays_out_of_scope(client):
+    body, order = _fixture_13()
+    order.pop("medicationCodeableConcept")
+    order["dosageInstruction"][0].pop("text", None)
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": med_request(rxnorm("238084", "ketamine 50 MG/ML Injectable Solution"), reason=[icd("F33.2")])})
+    order.pop("reasonCode", None)
+    cards = _cards(client, body)
+    assert len(cards) == 1  # the second order's card; the first, naming no drug, is out of scope
+
+
+def test_compressed_body_is_415_saying_so(client):
+    import gzip
+    body, _ = _fixture_13()
+    response = client.post(SIGN, data=gzip.compress(json.dumps(body).encode()), content_type="application/json",
+                           headers={"Content-Encoding": "gzip"})
+    assert_outcome(response, 415, "Content-Encoding 'gzip' is not supported")
