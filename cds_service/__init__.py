@@ -143,6 +143,7 @@ def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
     try:
         knowledge = load_knowledge(cards_dir)
         card_text = CardText(json.loads((cards_dir / "card-text.json").read_text(encoding="utf-8")))
+        _check_card_text(card_text, cards_dir)
     except FileNotFoundError as exc:
         raise KnowledgeError(f"knowledge directory {str(cards_dir)!r} is incomplete: "
                              f"{exc.filename} is missing") from exc
@@ -154,6 +155,21 @@ def _load_knowledge(cards_dir: Path) -> tuple[Knowledge, CardText]:
         raise KnowledgeError(f"knowledge directory {str(cards_dir)!r} is invalid: "
                              f"{type(exc).__name__}: {detail}"[:500]) from exc
     return knowledge, card_text
+
+
+def _check_card_text(card_text: CardText, cards_dir: Path) -> None:
+    """Every wording the bundled card-text.json has must be in the configured one too (a
+    CARDS_DIR copied from an older release would otherwise fail on the first card, not here)."""
+    from .config import default_cards_dir
+
+    if cards_dir.resolve() == default_cards_dir().resolve():
+        return
+    bundled = json.loads((default_cards_dir() / "card-text.json").read_text(encoding="utf-8"))
+    given = {section: entries for section, entries in card_text.raw.items() if isinstance(entries, dict)}
+    missing = [f"{section}.{key}" for section, entries in bundled.items() if isinstance(entries, dict)
+               for key in entries if key not in given.get(section, {})]
+    if missing:
+        raise KeyError(f"card-text.json lacks {', '.join(missing[:10])} (see the bundled cards/card-text.json)")
 
 
 def _init_operations(app: Flask) -> None:

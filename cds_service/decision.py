@@ -166,7 +166,9 @@ def _is_procedural_use(procedure: ReasonProcedure, families: Iterable[Family], d
         family = classify_code(indication.code, families)
         if family is not None and family.section == "approved_use" and drug_id in family.drugs:
             return True
-    return False
+    # Anesthesia procedures come coded in CPT or locally, too: their words name the use.
+    named = family_named_in(procedure.name, families, sections=("approved_use",)) if procedure.name else None
+    return named is not None and drug_id in named.drugs
 
 
 def _unlisted_reasons(codes: Iterable[IndicationCode], matches: Iterable[ClassifiedCode],

@@ -33,6 +33,14 @@ FAST_LANE_CLIENT = "cds_service.fast_lane.client"  # the verified client (auth o
 FAST_LANE_FAILURE = "cds_service.fast_lane.failure"  # the exception the call ended with
 
 StartResponse = Callable[..., Any]
+
+# Content-Encoding values that leave the body as it is ("utf-8" is a charset some clients send
+# there by mistake: the body is not encoded by it).
+IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
+
+
+def is_identity_encoding(value: str | None) -> bool:
+    return value is None or value.strip().lower() in IDENTITY_ENCODINGS
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
@@ -60,7 +68,7 @@ class HookFastLane:
         max_length = self._config["MAX_CONTENT_LENGTH"]
         scheme = environ.get("wsgi.url_scheme")
         if (service is None or length is None or not self._enabled or "HTTP_ORIGIN" in environ
-                or environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in ("", "identity")
+                or not is_identity_encoding(environ.get("HTTP_CONTENT_ENCODING"))
                 or self._app.debug or (max_length is not None and length > max_length)
                 or scheme not in ("http", "https")):
             return self.flask_wsgi(environ, start_response)

@@ -108,7 +108,8 @@ def _words(text: str) -> str:
     return " " + re.sub(r"[^a-z0-9]+", " ", text.casefold()).strip() + " "
 
 
-def family_named_in(text: str, families: Iterable[Family]) -> Family | None:
+def family_named_in(text: str, families: Iterable[Family],
+                    sections: Iterable[str] = WARNING_SECTIONS) -> Family | None:
     """The policy family whose label or synonym (cards/indications.json) the text names.
 
     Whole words, case- and punctuation-insensitive; the longest name wins, so "bipolar
@@ -118,7 +119,7 @@ def family_named_in(text: str, families: Iterable[Family]) -> Family | None:
     haystack = _words(text)
     best: tuple[int, Family] | None = None
     for family in families:
-        if family.section not in WARNING_SECTIONS:
+        if family.section not in sections:
             continue
         for name in (family.label, *family.synonyms):
             needle = _words(name)
@@ -160,7 +161,7 @@ def order_indications(
             if reason is not None:
                 uncoded.append(reason)
         elif target.get("resourceType") == "Procedure":
-            if target.get("status") in EXCLUDED_PROCEDURE_STATUSES:
+            if str(target.get("status")) in EXCLUDED_PROCEDURE_STATUSES:
                 continue  # a procedure not done (or recorded in error) is no reason for the order
             source = f"reasonReference {ref}"
             code = target.get("code")

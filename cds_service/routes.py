@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .errors import ApiError
-from .fast_lane import FAST_LANE_FAILURE
+from .fast_lane import FAST_LANE_FAILURE, is_identity_encoding
 from .hook_call import answer_hook_call
 from .services import SERVICES
 
@@ -26,10 +26,9 @@ def call_service(service_id: str):
     if service is None:
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity"):  # read as JSON it would be garbage; say why instead
-        raise ApiError.single(415, f"Content-Encoding '{encoding[:40]}' is not supported; send the "
-                                   "request body uncompressed (JSON in UTF-8).", code="not-supported")
+    if not is_identity_encoding(request.headers.get("Content-Encoding")):  # read as JSON it would be garbage
+        raise ApiError.single(415, "A compressed request body (Content-Encoding) is not supported; send "
+                                   "it uncompressed (JSON in UTF-8).", code="not-supported")
     body = request.get_data(cache=False)
     return jsonify(answer_hook_call(service, body, current_app.extensions["cds"], current_app.config,
                                     g.get("cds_client")))

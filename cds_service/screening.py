@@ -189,8 +189,9 @@ def _names_an_excluded_product(lowered: str, patterns: tuple[str, ...]) -> bool:
 
 
 def assess_route(order: Resource, medication: MedicationFinding, rules: MedicationRules) -> RouteFinding:
-    """IV when a dosage says so. Out of scope only when every dosage states a non-IV route: a
-    dosage without a readable route (beside an IM loading dose, say) is judged on its own."""
+    """IV when a dosage says so. A stated non-IV route decides unless another dosage says IV in
+    its own way (an infusion rate or duration, IV in its text), or has a route that cannot be
+    read: then that dosage is judged as an order without a route is."""
     dosages = dicts_in(order.get("dosageInstruction"))
     stated_non_iv: list[str] = []
     unreadable: list[str] = []
@@ -219,6 +220,8 @@ def assess_route(order: Resource, medication: MedicationFinding, rules: Medicati
         text = dosage.get("text")
         if isinstance(text, str) and rules.iv_route_words.search(text):
             return RouteFinding(True, lead + f"dosage text '{text.strip()[:80]}'")
+    if stated_non_iv and not unreadable:  # the others state no route and nothing that says IV
+        return RouteFinding(False, f"non-IV route: {', '.join(stated_non_iv)}")
     return RouteFinding(True, lead + "no infusion rate or duration: IV use not ruled out", confirmed=False)
 
 
@@ -297,7 +300,7 @@ def screen_orders(
             continue
         considered += 1
         medication = _medication_of(order, resolve_medication, rules, display_fallback)
-        if medication.status == "unresolved" and medication.unresolved_reference:
+        if medication.status == "unresolved" and medication.unresolved_reference is not None:
             unresolved.append((ref, medication.unresolved_reference))
             continue
         if medication.status == "unreadable":
@@ -335,17 +338,18 @@ def classify_medication_display(display: Any, reference: str, rules: MedicationR
                                    "the Medication record was not available.")
 
 
+def _injectable_words(medication: Resource, rules: MedicationRules) -> bool:
+    """The Medication's code or form says injectable (a diluent bag, an admixture)."""
+    words = f"{_concept_words(medication.get('code'))} {_concept_words(medication.get('form'))}"
+    return any(w in words for w in rules.injectable_dose_form_words)
+
+
 def _names_a_product(medication: Resource) -> bool:
-    """True when the Medication says what it is: an RxNorm or NDC coding, or words (its code's
-    or an ingredient's text or display). A record with only a local code says nothing."""
+    """True when the Medication is coded as a product (RxNorm or NDC, in its code or an
+    ingredient): a record with only a local code, or only words ("IV admixture"), does not say
+    what it is as surely as the order's own name for the drug does."""
     concepts = [medication.get("code"), *(i.get("itemCodeableConcept") for i in dicts_in(medication.get("ingredient")))]
-    for concept in concepts:
-        if not isinstance(concept, dict):
-            continue
-        codes = list(codings_of(concept))
-        if _concept_text(concept, codes) or any(c.system in (RXNORM, NDC) for c in codes):
-            return True
-    return False
+    return any(c.system in (RXNORM, NDC) for concept in concepts for c in codings_of(concept))
 
 
 def _named_by_display(finding: MedicationFinding, display: Any, reference: str,
@@ -353,8 +357,8 @@ def _named_by_display(finding: MedicationFinding, display: Any, reference: str,
     """``finding`` (the Medication names no target drug), unless the reference's ``display``
     names ketamine or lidocaine: a record coded only locally, or not at all, says no more than
     a missing one, so the display decides, with a caveat for the card."""
-    if not isinstance(display, str) or not display.strip():
-        return finding
+    if not isinstance(display, str) or not display.strip():  # nothing names the drug anywhere
+        return finding if finding.description else MedicationFinding("unreadable", source="medicationReference")
     named = classify_medication_concept({"text": display.strip()}, rules, source=reference)
     if named.status != "target":
         return finding
@@ -368,22 +372,21 @@ def _concept_words(concept: object) -> str:
 
 
 def classify_medication_resource(medication: Resource, rules: MedicationRules, source: str,
-                                 resolve: Callable[[str], Resource | None] | None = None,
-                                 display_fallback: bool = False) -> MedicationFinding:
+                                 resolve: Callable[[str], Resource | None] | None = None) -> MedicationFinding:
     """A Medication by its code, else by its ingredients: an IV admixture is often coded as the
     bag or the diluent (or only named "IV admixture"), its drug given as an ingredient.
 
     An ingredient that is a target drug makes the Medication that drug, unless another ingredient
     names one of the drug's excluded products (epinephrine, ...); the form is injectable when the
     ingredient's product or the Medication's ``form`` says so. An ingredient given by reference
-    (``itemReference`` to a Substance or Medication) is read by what ``resolve`` finds; one that
-    cannot be found may be the drug, so the Medication is unresolved (fetched, else a 412), or,
-    with ``display_fallback``, read by the reference's display.
+    (``itemReference`` to a Substance or Medication) is read by the code of what ``resolve``
+    finds and by the reference's display; one with neither may be the drug, so a Medication not
+    coded as a product (RxNorm, NDC) is then unresolved (fetched, else a 412).
     """
     finding = classify_medication_concept(medication.get("code"), rules, source=source)
     if finding.status != "other":
         return finding
-    concepts, pending = _ingredient_concepts(medication, resolve, display_fallback)
+    concepts, pending = _ingredient_concepts(medication, resolve)
     for concept in concepts:
         found = classify_medication_concept(concept, rules, source=f"{source} ingredient")
         if found.status != "target" or found.drug is None:
@@ -394,13 +397,15 @@ def classify_medication_resource(medication: Resource, rules: MedicationRules, s
         form_words = _concept_words(medication.get("form"))
         injectable = found.injectable_product or any(w in form_words for w in rules.injectable_dose_form_words)
         return replace(found, injectable_product=injectable)
-    if pending:  # an ingredient that could not be read may be ketamine or lidocaine
+    # An unread ingredient may be the drug, unless the Medication is coded as a product that is
+    # no injectable (an oral tablet with its ingredients by reference, say).
+    if pending and (not _names_a_product(medication) or _injectable_words(medication, rules)):
         return MedicationFinding("unresolved", source=pending[0], unresolved_reference=pending[0])
     return finding
 
 
-def _ingredient_concepts(medication: Resource, resolve: Callable[[str], Resource | None] | None,
-                         display_fallback: bool) -> tuple[list[dict[str, Any]], list[str]]:
+def _ingredient_concepts(medication: Resource, resolve: Callable[[str], Resource | None] | None
+                         ) -> tuple[list[dict[str, Any]], list[str]]:
     """The ingredients' concepts (``itemCodeableConcept``, or the ``code`` of the Substance or
     Medication an ``itemReference`` names), and the references that could not be read."""
     concepts: list[dict[str, Any]] = []
@@ -415,12 +420,13 @@ def _ingredient_concepts(medication: Resource, resolve: Callable[[str], Resource
             continue
         reference, display = item.get("reference"), item.get("display")
         target = resolve(reference) if isinstance(reference, str) and resolve is not None else None
-        if isinstance(target, dict) and target.get("resourceType") in ("Substance", "Medication") \
-                and isinstance(target.get("code"), dict):
-            concepts.append(target["code"])
-        elif isinstance(display, str) and display.strip() and (display_fallback or not isinstance(reference, str)):
-            concepts.append({"text": display})
-        elif isinstance(reference, str):
+        found = (isinstance(target, dict) and target.get("resourceType") in ("Substance", "Medication")
+                 and isinstance(target.get("code"), dict))
+        if found:
+            concepts.append(target["code"])  # type: ignore[index]
+        if isinstance(display, str) and display.strip():  # the EHR's own words for it count too
+            concepts.append({"text": display.strip()})
+        elif not found and isinstance(reference, str):
             pending.append(reference)
     return concepts, pending
 
@@ -444,8 +450,8 @@ def _medication_of(
                 return classify_medication_display(reference.get("display"), ref, rules)
             return MedicationFinding("unresolved", source=ref, unresolved_reference=ref)
         finding = classify_medication_resource(medication, rules, source=ref,
-                                               resolve=lambda item: resolve_medication(item, order),
-                                               display_fallback=display_fallback)
+                                               resolve=lambda item: (resolve_medication(item, medication)
+                                                                     or resolve_medication(item, order)))
         if finding.status == "other" and not _names_a_product(medication):
             return _named_by_display(finding, reference.get("display"), ref, rules)
         return finding

@@ -126,3 +126,12 @@ def test_importing_the_package_does_not_load_prometheus_client():
     probe = "import sys, cds_service, cds_service.cli; print('prometheus_client' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_card_text_lacking_a_wording_the_renderer_needs_is_a_knowledge_error_at_start(tmp_path):
+    cards = shutil.copytree(ROOT / "cards", tmp_path / "cards")
+    text = json.loads((cards / "card-text.json").read_text(encoding="utf-8"))
+    del text["labels"]["iv_drug_unconfirmed"]  # as in a card-text.json copied from an older release
+    (cards / "card-text.json").write_text(json.dumps(text), encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"labels\.iv_drug_unconfirmed"):
+        create_app({"CARDS_DIR": str(cards), "AUDIT_ENABLED": False})
