@@ -51,7 +51,8 @@ class Verifier:
     audience_bases: tuple[str, ...] = field(default=())
 
     def audiences(self, path: str) -> list[str]:
-        return [base + path for base in self.audience_bases]
+        paths = dict.fromkeys((path, path.rstrip("/") or path))  # a call to ".../id/" is the service ".../id"
+        return [base + p for base in self.audience_bases for p in paths]
 
     def verify(self, token: str, audience: str | Sequence[str]) -> dict[str, Any]:
         """Return the verified claims, or raise AuthFailure."""

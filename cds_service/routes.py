@@ -12,12 +12,12 @@ from .services import SERVICES
 bp = Blueprint("cds", __name__)
 
 
-@bp.get("/cds-services")
+@bp.get("/cds-services", strict_slashes=False)  # "/cds-services/" too
 def discovery():
     return jsonify({"services": [s.discovery() for s in SERVICES.values()]})
 
 
-@bp.post("/cds-services/<service_id>")
+@bp.post("/cds-services/<service_id>", strict_slashes=False)
 def call_service(service_id: str):
     failure = request.environ.get(FAST_LANE_FAILURE)
     if failure is not None:  # the fast lane already ran this call: answer with how it failed

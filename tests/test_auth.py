@@ -108,6 +108,10 @@ def test_aud_as_a_list_containing_the_url_is_accepted(http):
     assert http.get("/cds-services", headers=bearer(sign(EC, claims([DISCOVERY, "x"])))).status_code == 200
 
 
+def test_a_trailing_slash_on_the_called_url_keeps_the_service_url_as_the_audience(http):
+    assert http.get("/cds-services/", headers=bearer(sign(EC, claims(DISCOVERY)))).status_code == 200
+
+
 def test_public_base_url_sets_the_audience(jwks_file):
     app = make_app(jwks_file, PUBLIC_BASE_URL="https://cds.example.org/api/")
     http = app.test_client()

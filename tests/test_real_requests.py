@@ -718,3 +718,9 @@ def test_content_encoding_naming_a_charset_is_read_as_no_encoding(client):
     response = client.post(SIGN, data=json.dumps(body), content_type="application/json",
                            headers={"Content-Encoding": "utf-8"})
     assert response.status_code == 200 and len(response.get_json()["cards"]) == 1
+
+
+def test_service_url_with_a_trailing_slash_is_the_service(client):
+    body, _ = _fixture_13()
+    assert len(_cards(client, body, SIGN + "/")) == 1
+    assert client.get("/cds-services/").status_code == 200
