@@ -125,7 +125,8 @@ class FhirDataSource(DataSource):
     def _coverage_task(self, prefetched_coverage: list[Resource] | None) -> _CoverageResult:
         assert self.client is not None
         client = self.client
-        if prefetched_coverage is None:
+        if prefetched_coverage is None or (prefetch_unreadable_entries(self.request, COVERAGE_KEY)
+                                           and not prefetch_next_link(self.request, COVERAGE_KEY)):
             found = client.search("Coverage", {"patient": self.request.patient_id, "status": "active"})
         elif prefetch_next_link(self.request, COVERAGE_KEY):
             found = client.follow_pages(self.request.prefetch[COVERAGE_KEY], "Coverage")
@@ -148,6 +149,7 @@ class FhirDataSource(DataSource):
             return
         coverage = prefetched(self.request, COVERAGE_KEY, "Coverage")
         if (coverage is not None and not prefetch_next_link(self.request, COVERAGE_KEY)
+                and not prefetch_unreadable_entries(self.request, COVERAGE_KEY)
                 and not self._unresolved_payors(coverage)):
             return
         self._coverage = self._submit(lambda: self._coverage_task(coverage))

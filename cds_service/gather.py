@@ -115,6 +115,9 @@ class DataSource:
             data.coverage_unavailable.append("the patient's coverage (not prefetched)")
         elif prefetch_next_link(self.request, COVERAGE_KEY):
             data.coverage_unavailable.append("further pages of the prefetched coverage (not followed)")
+        elif unreadable := prefetch_unreadable_entries(self.request, COVERAGE_KEY):
+            data.coverage_unavailable.append(f"{unreadable} prefetched coverage entr"
+                                             f"{'y' if unreadable == 1 else 'ies'} holding no readable resource")
         if need_conditions:
             data.conditions = prefetched(self.request, CONDITIONS_KEY, "Condition")
             if data.conditions is None:

@@ -136,6 +136,15 @@ def test_empty_coverage_searchset_applies_the_default_policy(client, caplog):
     assert "no active coverage with a payor was available" in caplog.text
 
 
+def test_coverage_entry_holding_no_resource_is_named_in_the_policy_choice(client, caplog):
+    caplog.set_level(logging.INFO)
+    coverage = searchset()
+    coverage["entry"].append({"fullUrl": "urn:uuid:cov"})
+    card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": coverage})
+    assert card["extension"][EXT]["policyBasis"] == "default"
+    assert "1 prefetched coverage entry holding no readable resource" in caplog.text
+
+
 def test_prefetched_coverage_payor_resolves_through_a_prefetched_organization(client):
     coverage = searchset(KANSAS_COVERAGE, KANSAS_ORG)
     card = only_card(client, {"conditions": searchset(DEPRESSION), "coverage": coverage})
