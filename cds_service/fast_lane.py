@@ -26,21 +26,13 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .http_policy import HSTS, JSON_CSP, SECURITY_HEADERS
+from .http_policy import HSTS, JSON_CSP, SECURITY_HEADERS, is_identity_encoding
 from .services import SERVICES
 
 FAST_LANE_CLIENT = "cds_service.fast_lane.client"  # the verified client (auth on)
 FAST_LANE_FAILURE = "cds_service.fast_lane.failure"  # the exception the call ended with
 
 StartResponse = Callable[..., Any]
-
-# Content-Encoding values that leave the body as it is ("utf-8" is a charset some clients send
-# there by mistake: the body is not encoded by it).
-IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
-
-
-def is_identity_encoding(value: str | None) -> bool:
-    return value is None or value.strip().lower() in IDENTITY_ENCODINGS
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 

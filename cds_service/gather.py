@@ -18,6 +18,7 @@ from .resource_index import (
     dicts_in,
     draft_order_entries,
     next_link,
+    prefetch_entries,
     prefetch_resources,
     unreadable_entries,
 )
@@ -32,13 +33,8 @@ def build_index(request: HookRequest) -> ResourceIndex:
     for full_url, resource in draft_order_entries(request.draft_orders):
         index.add(resource, full_url)
     for value in request.prefetch.values():
-        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-            for entry in bundle_entries(value):  # by fullUrl too: a reason may be urn:uuid:...
-                resource, full_url = entry.get("resource"), entry.get("fullUrl")
-                if isinstance(resource, dict) and resource.get("resourceType") != "OperationOutcome":
-                    index.add(resource, full_url if isinstance(full_url, str) else None)
-        else:
-            index.add_all(prefetch_resources(value))
+        for full_url, resource in prefetch_entries(value):  # by fullUrl too: a reason may be urn:uuid:...
+            index.add(resource, full_url)
     return index
 
 
@@ -71,6 +67,10 @@ def prefetch_unreadable_entries(request: HookRequest, key: str) -> int:
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
         return unreadable_entries(value)
     return 0
+
+
+def _unreadable_note(count: int, what: str) -> str:
+    return f"{count} prefetched {what} entr{'y' if count == 1 else 'ies'} holding no readable resource"
 
 
 def _bundle_reports_error(bundle: dict) -> bool:
@@ -116,8 +116,7 @@ class DataSource:
         elif prefetch_next_link(self.request, COVERAGE_KEY):
             data.coverage_unavailable.append("further pages of the prefetched coverage (not followed)")
         elif unreadable := prefetch_unreadable_entries(self.request, COVERAGE_KEY):
-            data.coverage_unavailable.append(f"{unreadable} prefetched coverage entr"
-                                             f"{'y' if unreadable == 1 else 'ies'} holding no readable resource")
+            data.coverage_unavailable.append(_unreadable_note(unreadable, "coverage"))
         if need_conditions:
             data.conditions = prefetched(self.request, CONDITIONS_KEY, "Condition")
             if data.conditions is None:
@@ -127,6 +126,5 @@ class DataSource:
                 data.unavailable.append("further pages of the prefetched active conditions (not followed)")
             elif unreadable := prefetch_unreadable_entries(self.request, CONDITIONS_KEY):
                 data.conditions_partial = True
-                data.unavailable.append(f"{unreadable} prefetched active condition entr"
-                                        f"{'y' if unreadable == 1 else 'ies'} holding no readable resource")
+                data.unavailable.append(_unreadable_note(unreadable, "active condition"))
         return data

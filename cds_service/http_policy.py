@@ -22,6 +22,15 @@ JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-ac
 NO_STORE_PREFIXES = ("/cds-services", "/openapi.json")
 NO_SESSION_PREFIXES = ("/cds-services",)  # EHR-facing JSON endpoints: no review session
 
+# Content-Encoding values that leave the body as it is ("utf-8" is a charset some clients send
+# there by mistake: the body is not encoded by it). Any other is refused with a 415 (routes.py).
+IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
+
+
+def is_identity_encoding(value: str | None) -> bool:
+    return value is None or value.strip().lower() in IDENTITY_ENCODINGS
+
+
 openapi_bp = Blueprint("openapi", __name__)
 
 

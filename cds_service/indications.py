@@ -96,12 +96,17 @@ def _uncoded(concept: object, source: str) -> UncodedReason | None:
     if not isinstance(concept, dict) or _concept_codes(concept, source):
         return None
     local = tuple(codings_of(concept))
-    text = concept.get("text")
-    name = text.strip() if isinstance(text, str) and text.strip() else next(
-        (c.display for c in local if c.display.strip()), "")
+    name = _concept_name(concept, local)
     if not name and not local:
         return None
-    return UncodedReason(" ".join(name.split()), source, local)
+    return UncodedReason(name, source, local)
+
+
+def _concept_name(concept: object, codes: Iterable[Code]) -> str:
+    """A concept's own words: its text, else the first coding display; "" when it has none."""
+    text = concept.get("text") if isinstance(concept, dict) else None
+    name = text if isinstance(text, str) and text.strip() else next((c.display for c in codes if c.display.strip()), "")
+    return " ".join(name.split())
 
 
 def _words(text: str) -> str:
@@ -165,11 +170,8 @@ def order_indications(
                 continue  # a procedure not done (or recorded in error) is no reason for the order
             source = f"reasonReference {ref}"
             code = target.get("code")
-            local = tuple(codings_of(code))
-            text = code.get("text") if isinstance(code, dict) else None
-            name = text.strip() if isinstance(text, str) and text.strip() else next(
-                (c.display for c in local if c.display.strip()), "")
-            procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)), " ".join(name.split())))
+            procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)),
+                                              _concept_name(code, codings_of(code))))
     return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved), tuple(uncoded))
 
 

@@ -38,13 +38,18 @@ def resource_key(resource: Resource) -> str | None:
     return None
 
 
+def _entry_items(bundle: dict[str, Any]) -> list[Any]:
+    """What ``entry`` holds, as a list: one object where R4 has the array is a one-entry Bundle."""
+    entries = bundle.get("entry")
+    return [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+
+
 def bundle_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     """The entries of a Bundle as R4 writes them, read liberally where the meaning is clear:
     ``entry`` as one object is a one-entry Bundle, and an entry that is itself a resource (it
     has a ``resourceType``, which no Bundle.entry element is named) is the entry of that
     resource. Anything else that is not an object is left out (malformed input is not trusted)."""
-    entries = bundle.get("entry")
-    found = [entries] if isinstance(entries, dict) else dicts_in(entries)
+    found = dicts_in(_entry_items(bundle))
     for entry in found:
         if "resource" not in entry:  # rare: only then is a new list made
             return [_as_entry(e) for e in found]
@@ -53,9 +58,7 @@ def bundle_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 def unreadable_entries(bundle: dict[str, Any]) -> int:
     """How many entries of ``bundle`` hold no resource the service can read."""
-    entries = bundle.get("entry")
-    items = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
-    return sum(1 for item in items
+    return sum(1 for item in _entry_items(bundle)
                if not isinstance(item, dict) or not isinstance(_as_entry(item).get("resource"), dict))
 
 
@@ -71,19 +74,26 @@ def with_r4_entries(bundle: dict[str, Any]) -> dict[str, Any]:
     """``bundle`` with its entries as :func:`bundle_entries` reads them, other items kept (for
     the envelope check to report); the same object when nothing changes, never modified."""
     entries = bundle.get("entry")
-    if isinstance(entries, dict):
-        entries = [entries]
-    elif not isinstance(entries, list) or not any(_is_bare_resource(e) for e in entries):
-        return bundle
-    return {**bundle, "entry": [_as_entry(e) if isinstance(e, dict) else e for e in entries]}
+    if not isinstance(entries, dict | list) or (isinstance(entries, list)
+                                                 and not any(_is_bare_resource(e) for e in entries)):
+        return bundle  # the common case; or no array to read (the envelope check reports it)
+    return {**bundle, "entry": [_as_entry(e) if isinstance(e, dict) else e for e in _entry_items(bundle)]}
+
+
+def _entry_pairs(bundle: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:
+    """(fullUrl or None, resource) of each entry of ``bundle`` that holds a resource."""
+    for entry in bundle_entries(bundle):
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
+            full_url = entry.get("fullUrl")
+            yield (full_url if isinstance(full_url, str) else None), resource
 
 
 def bundle_resources(bundle: Any) -> Iterator[Resource]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         return
-    for entry in bundle_entries(bundle):
-        if isinstance(entry.get("resource"), dict):
-            yield entry["resource"]
+    for _, resource in _entry_pairs(bundle):
+        yield resource
 
 
 def next_link(bundle: Resource) -> str | None:
@@ -94,15 +104,22 @@ def next_link(bundle: Resource) -> str | None:
     return None
 
 
-def prefetch_resources(value: Any) -> Iterator[Resource]:
-    """Resources in one prefetch value: a resource, a Bundle, or nothing (null/OperationOutcome)."""
+def prefetch_entries(value: Any) -> Iterator[tuple[str | None, Resource]]:
+    """(fullUrl or None, resource) in one prefetch value: a resource, a Bundle's entries, or
+    nothing (null, an OperationOutcome)."""
     if not isinstance(value, dict):
         return
     rtype = value.get("resourceType")
     if rtype == "Bundle":
-        yield from (r for r in bundle_resources(value) if r.get("resourceType") != "OperationOutcome")
+        yield from ((url, r) for url, r in _entry_pairs(value) if r.get("resourceType") != "OperationOutcome")
     elif isinstance(rtype, str) and rtype != "OperationOutcome":
-        yield value
+        yield None, value
+
+
+def prefetch_resources(value: Any) -> Iterator[Resource]:
+    """Resources in one prefetch value (:func:`prefetch_entries` without the fullUrls)."""
+    for _, resource in prefetch_entries(value):
+        yield resource
 
 
 class ResourceIndex:
@@ -140,7 +157,4 @@ class ResourceIndex:
 
 
 def draft_order_entries(draft_orders: dict[str, Any]) -> Iterator[tuple[str | None, Resource]]:
-    for entry in bundle_entries(draft_orders):
-        if isinstance(entry.get("resource"), dict):
-            full_url = entry.get("fullUrl")
-            yield (full_url if isinstance(full_url, str) else None), entry["resource"]
+    return _entry_pairs(draft_orders)

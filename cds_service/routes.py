@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from .errors import ApiError
-from .fast_lane import FAST_LANE_FAILURE, is_identity_encoding
+from .fast_lane import FAST_LANE_FAILURE
 from .hook_call import answer_hook_call
+from .http_policy import is_identity_encoding
 from .services import SERVICES
 
 bp = Blueprint("cds", __name__)
