@@ -248,6 +248,8 @@ def _uncoded_lines(reasons: tuple[UncodedReason, ...], text: CardText) -> list[B
                 section=section_names.get(reason.family.section, reason.family.section))
         elif reason.name:
             line = text.get("lines", "not_coded").format(name=escape_markdown(reason.name, 80))
+        elif reason.unread_type:
+            line = text.get("lines", "reason_not_read").format(resource=escape_markdown(reason.unread_type, 40))
         else:
             line = text.get("lines", "condition_without_code")
         blocks.append(Block(IMPORTANT, line))

@@ -110,14 +110,22 @@ def _decide(
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
 
-    if any(_is_procedural_use(p, families, drug_id) for p in indications.procedures):
-        return Decision(order, "quiet", policy_choice,
-                        quiet_reason="the order's reason is a procedure (anesthetic or procedural use)")
+    procedural = "quiet", "the order's reason is a procedure (anesthetic or procedural use)"
+    if any(_is_coded_procedural_use(p, families, drug_id) for p in indications.procedures):
+        return Decision(order, procedural[0], policy_choice, quiet_reason=procedural[1])
+    # A procedure only named as an anesthetic use (CPT or local codes) explains the order unless
+    # the order also gives a reason that warns or cannot be read: words never outweigh a code.
+    named_use = any(_is_named_procedural_use(p, families, drug_id) for p in indications.procedures)
     if indications.procedures:  # procedures whose code names no approved use: read as other reasons
-        other = indications.procedures
+        other = [p for p in indications.procedures if not _is_named_procedural_use(p, families, drug_id)]
         indications = replace(
             indications, procedures=(), codes=indications.codes + tuple(c for p in other for c in p.codes),
             uncoded=indications.uncoded + tuple(UncodedReason(p.name, p.source) for p in other if not p.codes))
+    if named_use:
+        decision = _decide(order, indications, [], policy_choice, families, unavailable)
+        if decision.kind in ("quiet", "undocumented"):
+            return Decision(order, procedural[0], policy_choice, quiet_reason=procedural[1])
+        return decision
 
     uncoded = tuple(replace(u, family=family_named_in(u.name, families)) if u.name else u
                     for u in indications.uncoded)
@@ -159,15 +167,22 @@ def _decide(
                     problem_list_partial=problem_list_partial and problem_list is not None)
 
 
-def _is_procedural_use(procedure: ReasonProcedure, families: Iterable[Family], drug_id: str) -> bool:
+def _is_coded_procedural_use(procedure: ReasonProcedure, families: Iterable[Family], drug_id: str) -> bool:
     """A Procedure coded as an approved use of this drug (anesthesia or procedural sedation): any
     other procedure, a "ketamine infusion" say, does not make the order an anesthetic use."""
     for indication in procedure.codes:
         family = classify_code(indication.code, families)
         if family is not None and family.section == "approved_use" and drug_id in family.drugs:
             return True
-    # Anesthesia procedures come coded in CPT or locally, too: their words name the use.
-    named = family_named_in(procedure.name, families, sections=("approved_use",)) if procedure.name else None
+    return False
+
+
+def _is_named_procedural_use(procedure: ReasonProcedure, families: Iterable[Family], drug_id: str) -> bool:
+    """A Procedure whose words name an approved use of this drug (anesthesia procedures come coded
+    in CPT or locally, too), unless they say it was not one ("without sedation")."""
+    if not procedure.name or procedure.negated or _is_coded_procedural_use(procedure, families, drug_id):
+        return False
+    named = family_named_in(procedure.name, families, sections=("approved_use",))
     return named is not None and drug_id in named.drugs
 
 
@@ -179,12 +194,16 @@ def _unlisted_reasons(codes: Iterable[IndicationCode], matches: Iterable[Classif
     classified = {m.indication for m in matches}
     found = []
     for code in codes:
-        name = " ".join((code.code.display or code.text).split())
-        if code in classified or not name:
+        if code in classified:
             continue
-        family = family_named_in(name, families)
-        if family is not None:
-            found.append(UncodedReason(name, code.source, (code.code,), family, unlisted=True))
+        # The display, then the text: an EHR maps free text to a vague code ("R69 Illness,
+        # unspecified", text "Major depressive disorder"), and the text still says what it is.
+        for words in (code.code.display, code.text):
+            name = " ".join(words.split())
+            family = family_named_in(name, families) if name else None
+            if family is not None:
+                found.append(UncodedReason(name, code.source, (code.code,), family, unlisted=True))
+                break
     return tuple(found)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .identity_memo import IdentityMemo
 from .knowledge import QUIET_SECTIONS, WARNING_SECTIONS, Family
@@ -19,6 +19,7 @@ LATE_PHASE_7TH_CHARACTERS = frozenset({"D", "S"})
 INACTIVE_CLINICAL_STATUSES = frozenset({"inactive", "resolved", "remission"})
 EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 EXCLUDED_PROCEDURE_STATUSES = frozenset({"not-done", "entered-in-error"})
+EXCLUDED_OBSERVATION_STATUSES = frozenset({"cancelled", "entered-in-error"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class IndicationCode:
     code: Code
     source: str  # e.g. "reasonCode", "reasonReference Condition/123", "problem list Condition/9"
     text: str = ""  # the Condition's or CodeableConcept's own text
+    # False for a code of a Condition whose status reads as refuted or entered in error without
+    # saying so in the HL7 code (text only, another case, no system): it may still warn, but it
+    # cannot make the order an approved use (fail closed).
+    may_exempt: bool = True
 
     def describe(self) -> str:
         name = self.code.display or self.text
@@ -43,6 +48,7 @@ class UncodedReason:
     # Coded in a known system (ICD-10-CM, SNOMED CT) but with a code no value set lists, read
     # by its words because the value sets are not exhaustive (a SNOMED CT descendant, say).
     unlisted: bool = False
+    unread_type: str = ""  # the resource type of a reason the service does not read (a Patient)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class ReasonProcedure:
     source: str  # reasonReference <ref>
     codes: tuple[IndicationCode, ...]  # its codings in code systems the service knows
     name: str  # its code's text, else a coding's display; "" when it has none
+    # Its words say what was not done or given ("without sedation", "not planned"): they cannot
+    # make it an anesthetic use.
+    negated: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,21 +101,48 @@ def _concept_codes(concept: object, source: str) -> list[IndicationCode]:
 
 
 def _uncoded(concept: object, source: str) -> UncodedReason | None:
-    """The concept as an unclassifiable reason when none of its codings is in a known system."""
+    """The concept as an unclassifiable reason when none of its codings is in a known system:
+    coded locally, coded without a ``system`` (read by its display), or words only."""
     if not isinstance(concept, dict) or _concept_codes(concept, source):
         return None
     local = tuple(codings_of(concept))
     name = _concept_name(concept, local)
-    if not name and not local:
+    if not name and not local and not dicts_in(concept.get("coding")):
         return None
     return UncodedReason(name, source, local)
 
 
 def _concept_name(concept: object, codes: Iterable[Code]) -> str:
-    """A concept's own words: its text, else the first coding display; "" when it has none."""
+    """A concept's own words: its text, else the first coding display (of a coding read as a
+    code, else of any coding: one without a ``system`` still names the reason); "" when none."""
     text = concept.get("text") if isinstance(concept, dict) else None
     name = text if isinstance(text, str) and text.strip() else next((c.display for c in codes if c.display.strip()), "")
+    if not name.strip() and isinstance(concept, dict):
+        name = next((c["display"] for c in dicts_in(concept.get("coding"))
+                     if isinstance(c.get("display"), str) and c["display"].strip()), "")
     return " ".join(name.split())
+
+
+# Words that say a procedure was not an anesthetic use although they name one: "ketamine
+# infusion without sedation", "sub-anesthetic dose", "sedation not planned".
+NEGATING_WORDS = frozenset({"no", "not", "non", "without", "sub", "never", "avoid", "none"})
+
+
+def _negated(text: str) -> bool:
+    return any(word in NEGATING_WORDS for word in _words(text).split())
+
+
+def _says(resource: Resource, element: str, statuses: frozenset[str]) -> bool:
+    """Whether ``element`` (a CodeableConcept) says one of ``statuses`` in any way a person would
+    read it: any coding's code whatever its system, any case, or the text ("Entered in error")."""
+    concept = resource.get(element)
+    if isinstance(concept, str):
+        concept = {"text": concept}
+    if not isinstance(concept, dict):
+        return False
+    wanted = {" ".join(_words(status).split()) for status in statuses}
+    said = [c.get("code") for c in dicts_in(concept.get("coding"))] + [concept.get("text")]
+    return any(isinstance(s, str) and " ".join(_words(s).split()) in wanted for s in said)
 
 
 def _words(text: str) -> str:
@@ -150,29 +186,47 @@ def order_indications(
             display = reference.get("display")  # a reason named only: read as its words
             if isinstance(display, str) and display.strip():
                 uncoded.append(UncodedReason(" ".join(display.split()), "reasonReference"))
+            else:  # named by identifier only, say: a reason the service cannot retrieve
+                unresolved.append(_unliteral_reference(reference))
             continue
         ref = reference["reference"]
         target = resolve(ref, order)
+        source = f"reasonReference {ref}"
+        rtype = target.get("resourceType") if target is not None else None
         if target is None:
             unresolved.append(ref)
-        elif target.get("resourceType") == "Condition":
+        elif rtype in ("Condition", "Observation"):  # R4: Condition | Observation
             if _first_code(target, "verificationStatus") in EXCLUDED_VERIFICATION:
                 continue  # refuted or entered in error: not the order's reason (nor an exemption)
-            source = f"reasonReference {ref}"
-            codes.extend(_concept_codes(target.get("code"), source))
-            reason = _uncoded(target.get("code"), source)
-            if reason is None and not _concept_codes(target.get("code"), source):
-                reason = UncodedReason("", source)  # a Condition without any code or text
-            if reason is not None:
-                uncoded.append(reason)
-        elif target.get("resourceType") == "Procedure":
+            if rtype == "Observation" and str(target.get("status")) in EXCLUDED_OBSERVATION_STATUSES:
+                continue
+            may_exempt = not (_says(target, "verificationStatus", EXCLUDED_VERIFICATION)
+                              or _says(target, "status", EXCLUDED_OBSERVATION_STATUSES))
+            # An Observation's finding may be its code or its value (SNOMED CT "Depressive disorder").
+            concepts = [target.get("code")] + ([target.get("valueCodeableConcept")] if rtype == "Observation" else [])
+            found = [replace(c, may_exempt=may_exempt) if not may_exempt else c
+                     for concept in concepts for c in _concept_codes(concept, source)]
+            codes.extend(found)
+            reasons = [r for concept in concepts if (r := _uncoded(concept, source)) is not None]
+            if not reasons and not found:
+                reasons = [UncodedReason("", source)]  # no code or words the service can read
+            uncoded.extend(reasons if not found else [r for r in reasons if r.name or r.local_codes])
+        elif rtype == "Procedure":
             if str(target.get("status")) in EXCLUDED_PROCEDURE_STATUSES:
                 continue  # a procedure not done (or recorded in error) is no reason for the order
-            source = f"reasonReference {ref}"
             code = target.get("code")
-            procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)),
-                                              _concept_name(code, codings_of(code))))
+            name = _concept_name(code, codings_of(code))
+            procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)), name,
+                                              negated=_negated(name)))
+        else:  # a reason the service does not read (a Patient, a DiagnosticReport): say so
+            uncoded.append(UncodedReason("", source, unread_type=rtype if isinstance(rtype, str) else "unknown"))
     return OrderIndications(tuple(codes), tuple(procedures), tuple(unresolved), tuple(uncoded))
+
+
+def _unliteral_reference(reference: Resource) -> str:
+    """How a reasonReference without a literal reference is named in what could not be read."""
+    rtype = reference.get("type")
+    return f"{rtype if isinstance(rtype, str) and rtype.strip() else 'resource'} named by identifier only"
 
 
 def _first_code(resource: Resource, element: str) -> str | None:
@@ -277,7 +331,7 @@ def assess(
             matches.append(ClassifiedCode(indication, family))
 
     exemptions = [m for m in matches if m.family.section in QUIET_SECTIONS and m.family.exempts
-                  and (not m.family.drugs or drug_id in m.family.drugs)]
+                  and (not m.family.drugs or drug_id in m.family.drugs) and m.indication.may_exempt]
     exempt_sections = {section for m in exemptions for section in m.family.exempts}
 
     policy_matches = [m for m in matches if m.family.section in WARNING_SECTIONS]

@@ -724,3 +724,122 @@ def test_service_url_with_a_trailing_slash_is_the_service(client):
     body, _ = _fixture_13()
     assert len(_cards(client, body, SIGN + "/")) == 1
     assert client.get("/cds-services/").status_code == 200
+
+
+# --- review findings of 2026-12-07 (fail-open hunt, round 3) ----------------------------------
+
+CONDITION_VER_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def _fixture(name: str) -> tuple[dict, dict]:
+    body = json.loads((REQUESTS / name).read_text())
+    return body, body["context"]["draftOrders"]["entry"][0]["resource"]
+
+
+def _ext(card: dict) -> dict:
+    return card["extension"]["iv-anesthetics-cds"]
+
+
+def test_reason_text_naming_an_indication_is_read_when_the_code_display_names_none(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [{"coding": [{"system": ICD10CM, "code": "R69", "display": "Illness, unspecified"}],
+                            "text": "Major depressive disorder"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "info" and "Depression" in card["summary"]
+
+
+def test_reason_coding_without_a_system_is_read_by_its_display(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [{"coding": [{"code": "F33.2", "display": "Major depressive disorder, recurrent severe"}]},
+                           icd("I10")]
+    [card] = _cards(client, body)
+    assert "Depression" in card["summary"]
+
+
+def test_reason_reference_to_an_observation_is_read_by_its_codes(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [icd("I10")]
+    order["contained"] = [{"resourceType": "Observation", "id": "o1", "status": "final",
+                           "code": {"coding": [{"system": SNOMED, "code": "35489007",
+                                                "display": "Depressive disorder"}]}}]
+    order["reasonReference"] = [{"reference": "#o1"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning" and _ext(card)["family"] == "depression"
+
+
+def test_reason_reference_to_a_resource_that_is_no_reason_gets_an_info_card_saying_so(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [icd("I10")]
+    order["reasonReference"] = [{"reference": "Patient/pt-mdd-13"}]
+    body["prefetch"]["patient"]["id"] = "pt-mdd-13"
+    [card] = _cards(client, body)
+    assert card["indicator"] == "info" and "is a Patient record" in card["detail"]
+
+
+def test_reason_reference_by_identifier_only_is_a_reason_that_could_not_be_retrieved(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [icd("I10")]
+    order["reasonReference"] = [{"type": "Condition", "identifier": {"system": "urn:example:problems", "value": "77"}}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "info" and "could not be retrieved" in card["summary"]
+
+
+@pytest.mark.parametrize("words", ["Ketamine infusion without sedation", "sub-anesthesia dose",
+                                   "sedation not planned"])
+def test_procedure_words_that_deny_an_anesthetic_use_do_not_silence_the_order(client, words):
+    body, order = _fixture_13()
+    order["reasonCode"] = [icd("F33.2")]
+    order["contained"] = [{"resourceType": "Procedure", "id": "p1", "status": "preparation", "code": {"text": words},
+                           "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#p1"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning" and _ext(card)["family"] == "depression"
+
+
+def test_procedure_only_named_as_sedation_does_not_outweigh_a_coded_psychiatric_reason(client):
+    body, order = _fixture_13()
+    order["reasonCode"] = [icd("F33.2")]
+    order["contained"] = [{"resourceType": "Procedure", "id": "p1", "status": "preparation",
+                           "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99152"}],
+                                    "text": "Moderate sedation"}, "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#p1"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning"
+
+
+def test_procedure_only_named_as_sedation_is_still_the_reason_when_nothing_else_is_given(client):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    order["contained"] = [{"resourceType": "Procedure", "id": "p1", "status": "preparation",
+                           "code": {"text": "Moderate sedation for fracture reduction"},
+                           "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#p1"}]
+    assert _cards(client, body) == []
+
+
+@pytest.mark.parametrize("status", [
+    {"coding": [{"code": "refuted"}]},
+    {"text": "Refuted"},
+    {"coding": [{"system": CONDITION_VER_STATUS, "code": "Refuted"}]},
+    {"coding": [{"system": "urn:example:local", "code": "X1"}, {"system": CONDITION_VER_STATUS, "code": "refuted"}]},
+    {"text": "Entered in error"},
+], ids=["no-system", "text", "capitals", "second-coding", "entered-in-error-text"])
+def test_exempt_condition_whose_status_reads_as_refuted_does_not_exempt_the_order(client, status):
+    body, order = _fixture("19-lidocaine-iv-ventricular-tachycardia.json")
+    order["reasonCode"] = [icd("G89.4")]
+    order["contained"] = [{"resourceType": "Condition", "id": "vt", "verificationStatus": status,
+                           "code": {"coding": [{"system": ICD10CM, "code": "I47.20"}]},
+                           "subject": {"reference": order["subject"]["reference"]}}]
+    order["reasonReference"] = [{"reference": "#vt"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning" and _ext(card)["family"].startswith("chronic_pain")
+
+
+def test_exempt_condition_confirmed_in_words_still_exempts_the_order(client):
+    body, order = _fixture("19-lidocaine-iv-ventricular-tachycardia.json")
+    order["contained"] = [{"resourceType": "Condition", "id": "vt", "verificationStatus": {"text": "Confirmed"},
+                           "code": {"coding": [{"system": ICD10CM, "code": "I47.20"}]},
+                           "subject": {"reference": order["subject"]["reference"]}}]
+    order["reasonCode"] = []
+    order["reasonReference"] = [{"reference": "#vt"}]
+    assert _cards(client, body) == []
