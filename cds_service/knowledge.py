@@ -265,6 +265,9 @@ class DrugScanner:
     codes: frozenset[bytes]  # lower case
 
     _TEXT_CODE_TOKEN = re.compile(r'"(?:\s|\\[tnrf])*+([0-9a-z][0-9a-z.\-]{2,15})(?:\s|\\[tnrf])*+"')
+    # A code sent as a JSON number ("code": 238084): malformed, but the full path must see it
+    # (it answers 400: the coding cannot be read), not the fast lane's "no cards".
+    _NUMERIC_CODE = re.compile(rb'"code"\s*:\s*(\d+)')
     _WHITESPACE_ESCAPES = (b"\\t", b"\\n", b"\\r", b"\\f")
 
     def mentions_target(self, raw: bytes) -> bool:
@@ -281,6 +284,8 @@ class DrugScanner:
             return True
         # An NDC hyphenated some other way ("2502106822-0") reads as its 11 digits once parsed.
         if b"-" in lowered and not codes.isdisjoint(map(bytes.strip, lowered.replace(b"-", b"").split(b'"'))):
+            return True
+        if not codes.isdisjoint(self._NUMERIC_CODE.findall(lowered)):
             return True
         if raw.isascii():
             return False
@@ -307,7 +312,9 @@ def ndc_spellings(code: str) -> set[str]:
 
 
 def _drug_scanner(medications: dict, valuesets: dict[str, ValueSetMatcher]) -> DrugScanner:
-    words = {"medicationreference"} | {p.lower() for d in medications["drugs"] for p in d["text_patterns"]}
+    # R5's "medication" element (a CodeableReference) may name a Medication as medicationReference does.
+    words = {"medicationreference", '"medication"'}
+    words |= {p.lower() for d in medications["drugs"] for p in d["text_patterns"]}
     codes: set[bytes] = set()
     for drug in medications["drugs"]:
         for _system, code in valuesets[drug["valueset"]].concepts:

@@ -298,6 +298,8 @@ def screen_orders(
             continue
         if str(order.get("status")) in INACTIVE_ORDER_STATUSES:  # a non-string status is not inactive
             continue
+        if order.get("doNotPerform") is True:  # an order not to give the drug (only JSON true says so)
+            continue
         considered += 1
         medication = _medication_of(order, resolve_medication, rules, display_fallback)
         if medication.status == "unresolved" and medication.unresolved_reference is not None:
@@ -462,11 +464,12 @@ def _medication_of(
             finding, status="unreadable", source="medicationReference", unresolved_reference=None)
     if reference is not None:
         return MedicationFinding("unreadable", source="medicationReference")
-    # No medication[x] (R4 requires one): out of scope, unless the order's words name a target drug.
+    # No medication[x] (R4 requires one): out of scope, unless the order's words name a target
+    # drug, or it has R5's ``medication`` (a CodeableReference this service does not read).
     try:
         words = orjson.dumps(order).decode().lower()
     except TypeError:  # what orjson cannot write (an integer beyond 64 bits)
         words = str(order).lower()
-    if any(p in words for drug in rules.drugs for p in drug.text_patterns):
+    if "medication" in order or any(p in words for drug in rules.drugs for p in drug.text_patterns):
         return MedicationFinding("unreadable", source="medication[x]")
     return MedicationFinding("other")

@@ -167,3 +167,35 @@ def test_an_order_with_other_extensions_keeps_them_next_to_the_coverage_informat
     [action] = response.get_json()["systemActions"]
     extensions = action["resource"]["extension"]
     assert extensions[0] == own and extensions[1]["url"] == COVERAGE_INFORMATION
+
+
+SIGN = "/cds-services/iv-anesthetics-order-sign"
+
+
+def _ig_shape_with(change) -> dict:
+    body = json.loads((CRD / "01-ig-shape-ketamine-depression.json").read_bytes())
+    for entry in body["context"]["draftOrders"]["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            change(entry)
+    return body
+
+
+def test_an_order_without_an_id_gets_its_card_but_no_coverage_update_it_could_not_apply(answering_app):
+    def without_id(entry):
+        entry["resource"].pop("id")
+        entry["fullUrl"] = "urn:uuid:11111111-1111-4111-8111-111111111111"
+
+    response = answering_app.test_client().post(SIGN, json=_ig_shape_with(without_id))
+    assert response.status_code == 200
+    payload = response.get_json()
+    assert len(payload["cards"]) == 1 and payload.get("systemActions", []) == []
+
+
+def test_a_do_not_perform_order_gets_neither_a_card_nor_a_coverage_assertion(answering_app):
+    def prohibited(entry):
+        entry["resource"]["doNotPerform"] = True
+
+    response = answering_app.test_client().post(SIGN, json=_ig_shape_with(prohibited))
+    assert response.status_code == 200
+    payload = response.get_json()
+    assert payload["cards"] == [] and payload.get("systemActions", []) == []

@@ -843,3 +843,36 @@ def test_exempt_condition_confirmed_in_words_still_exempts_the_order(client):
     order["reasonCode"] = []
     order["reasonReference"] = [{"reference": "#vt"}]
     assert _cards(client, body) == []
+
+
+def test_target_code_sent_as_a_json_number_is_400_even_without_drug_words(client):
+    body, order = _fixture("01-crps-ketamine-reasoncode.json")
+    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": 238084}]}
+    for dosage in order["dosageInstruction"]:
+        dosage["text"] = "20 mg/h IV infusion over 4 hours"
+    assert_outcome(post(client, body), 400, "medicationCodeableConcept cannot be read")
+
+
+def test_r5_medication_element_naming_a_target_code_is_400(client):
+    body, order = _fixture("01-crps-ketamine-reasoncode.json")
+    order["medication"] = {"concept": order.pop("medicationCodeableConcept")}
+    order["medication"]["concept"]["coding"][0].pop("display")
+    order["medication"]["concept"].pop("text")
+    for dosage in order["dosageInstruction"]:
+        dosage["text"] = "20 mg/h IV infusion over 4 hours"
+    assert_outcome(post(client, body), 400, "medication[x] cannot be read")
+
+
+def test_ketamine_strength_component_code_is_ketamine(client):
+    body, order = _fixture("01-crps-ketamine-reasoncode.json")
+    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": "330468"}]}
+    [card] = _cards(client, body)
+    assert _ext(card)["drug"] == "ketamine"
+
+
+def test_do_not_perform_order_gets_no_card(client):
+    body, order = _fixture("01-crps-ketamine-reasoncode.json")
+    order["doNotPerform"] = True
+    assert _cards(client, body) == []
+    order["doNotPerform"] = "true"  # not the JSON true: not read as a prohibition (fail closed)
+    assert len(_cards(client, body)) == 1

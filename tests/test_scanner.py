@@ -20,6 +20,9 @@ def scanner(app):
     b'{"code": "00409-2051-05"}',
     b'{"code": "j2002"}',
     b'{"medicationReference": {"reference": "Medication/123"}}',
+    b'{"code": 238084}',  # malformed (a number), but the full path must answer it: 400
+    b'{"code" :  238084, "system": "http://www.nlm.nih.gov/research/umls/rxnorm"}',
+    b'{"medication": {"reference": {"reference": "Medication/123"}}}',  # R5's CodeableReference
 ])
 def test_any_hint_of_a_target_drug_is_found(scanner, raw):
     assert scanner.mentions_target(raw)
@@ -30,6 +33,8 @@ def test_any_hint_of_a_target_drug_is_found(scanner, raw):
     b'{"code": "J3490"}',  # unclassified drug: not a hint by itself
     b'{"value": 238084}',  # a number, not a code string
     b'{"code": "2380841"}',
+    b'{"code": 2380841}',
+    b'{"code": 199390}',
 ])
 def test_unrelated_bodies_are_not_hints(scanner, raw):
     assert not scanner.mentions_target(raw)

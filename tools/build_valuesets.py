@@ -567,12 +567,20 @@ def ndc_owner_map(clinical_drugs: Iterable[Json]) -> dict[str, str]:
     return owner
 
 
+# Ketamine's strength components (SCDC, no dose form, like the ingredient): listed in
+# shared/reference/codes-and-evidence.md §1.1, not in the JSON the rest is built from.
+KETAMINE_SCDC_FROM_MD = (("330467", "ketamine 10 MG/ML"), ("330468", "ketamine 50 MG/ML"),
+                         ("328379", "ketamine 100 MG/ML"))
+
+
 def build_ketamine(build: Build) -> Json:
     ket = build.source["medications"]["ketamine"]
     where = "medications.ketamine"
     check_injectables(ket["scd"], where)
     check_example_ndcs(ket.get("example_ndcs", []), ndc_owner_map(ket["scd"]), where)
     rx = ingredient_level(build, ket, where)
+    for code, name in KETAMINE_SCDC_FROM_MD:
+        add_concept(rx, concept(code, name))
     product_rx, ndcs, _ = products(ket["scd"])
     for c in product_rx:
         add_concept(rx, c)
@@ -580,7 +588,8 @@ def build_ketamine(build: Build) -> Json:
         stem="medication-ketamine-iv",
         title="Ketamine injectable products (IV-capable)",
         description=(
-            "Ketamine ingredient (RxNorm IN 6130), brand Ketalar, the single-ingredient "
+            "Ketamine ingredient (RxNorm IN 6130), brand Ketalar, the strength components (SCDC "
+            "330467/330468/328379, codes-and-evidence.md 1.1), the single-ingredient "
             "ketamine Injectable Solution SCDs/SBDs and their NDCs (RxNorm 2025-10-06 prescribable "
             "content). These vials are labeled for IV and IM use, so the order route decides "
             "whether the order is IV. NDCs are 11-digit without hyphens (normalize 10-digit "

@@ -199,6 +199,9 @@ def coverage_assertions(
     annotated: list[tuple[Decision, dict[str, Any]]] = []
     assertions: list[Assertion] = []
     for decision in decisions:
+        order_id = decision.order.order.get("id")
+        if not isinstance(order_id, str) or not order_id.strip():
+            continue  # an update the EHR could not apply: the order has no id to replace it by
         repetitions = []
         for match in matches:
             if not _applies(decision, match):
