@@ -287,8 +287,8 @@ def _studies_blocks(policy: Policy, primary: ClassifiedCode, drug_id: str, drug:
 def _plan_block(choice: PolicyChoice, text: CardText, values: dict[str, str]) -> list[Block]:
     if choice.basis == "coverage":
         key = "plan_coverage"
-    elif choice.basis == "unmatched":
-        return []
+    elif choice.basis == "unmatched":  # the no-policy lead names the plan; say what was not read
+        return [Block(ESSENTIAL, text.get("lines", "no_policy_coverage_unknown"))] if choice.coverage_unknown else []
     elif choice.plan:
         key = "plan_default_unmatched"
     elif choice.coverage_unknown:

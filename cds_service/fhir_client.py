@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .resource_index import Resource, bundle_resources, next_link
+from .resource_index import Resource, bundle_reports_error, bundle_resources, next_link
 
 if TYPE_CHECKING:
     import requests
@@ -207,6 +207,8 @@ class FhirClient:
         bundle = self._get(f"{self.base}/{resource_type}", query, what=f"{resource_type} search")
         if bundle.get("resourceType") != "Bundle":
             raise FetchError(f"{resource_type} search: the server did not return a Bundle")
+        if bundle_reports_error(bundle):  # as in prefetch: a search that failed is no answer
+            raise FetchError(f"{resource_type} search: the server reported an error in the searchset")
         return self.follow_pages(bundle, resource_type)
 
     def follow_pages(self, bundle: Resource, resource_type: str, pages: int = 1) -> SearchResult:
@@ -224,6 +226,9 @@ class FhirClient:
                 page = self._get(url, None, what=f"{resource_type} page {pages + 1}")
             except FetchError as exc:
                 return SearchResult(found, False, str(exc), pages)
+            if page.get("resourceType") != "Bundle" or bundle_reports_error(page):
+                return SearchResult(found, False, f"page {pages + 1} of {resource_type} reported an error "
+                                                  "or is not a Bundle", pages)
             pages += 1
             found.extend(r for r in bundle_resources(page) if r.get("resourceType") == resource_type)
             url = next_link(page)
@@ -231,6 +236,7 @@ class FhirClient:
 
     def _get(self, url: str, params: dict[str, str] | None, what: str) -> Resource:
         import requests
+        import urllib3
 
         from .metrics import count_fhir_fetch  # not at import time: see cds_service.metrics
 
@@ -251,7 +257,10 @@ class FhirClient:
                     count_fhir_fetch("http_error")
                     raise FetchError(f"{what}: HTTP {status} from the FHIR server")
                 body = bytearray()
-                for chunk in response.iter_content(16384):
+                # read1: whatever has arrived, at most 16 KiB, so the deadline is checked after
+                # every read; a server trickling a byte at a time never hits the per-read
+                # timeout, and iter_content would wait for each whole 16 KiB chunk.
+                while chunk := response.raw.read1(16384, decode_content=True):
                     body += chunk
                     if len(body) > self.settings.max_response_bytes:
                         count_fhir_fetch("too_large")
@@ -259,13 +268,13 @@ class FhirClient:
                     if time.monotonic() - started > timeout:
                         count_fhir_fetch("timeout")
                         raise FetchError(f"{what}: timed out after {timeout:.2f} s")
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
             count_fhir_fetch("timeout")
             raise FetchError(f"{what}: timed out after {timeout:.2f} s") from None
         except requests.ConnectionError:
             count_fhir_fetch("connect_error")
             raise FetchError(f"{what}: could not connect to the FHIR server") from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             count_fhir_fetch("request_error")
             raise FetchError(f"{what}: request failed ({type(exc).__name__})") from None
         finally:

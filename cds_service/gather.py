@@ -14,8 +14,7 @@ from .hook_request import HookRequest
 from .resource_index import (
     Resource,
     ResourceIndex,
-    bundle_entries,
-    dicts_in,
+    bundle_reports_error,
     draft_order_entries,
     next_link,
     prefetch_entries,
@@ -47,9 +46,17 @@ def prefetched(request: HookRequest, key: str, resource_type: str) -> list[Resou
     value = request.prefetch.get(key)
     if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
         return None
-    if value.get("resourceType") == "Bundle" and _bundle_reports_error(value):
+    if value.get("resourceType") == "Bundle" and bundle_reports_error(value):
         return None
     return [r for r in prefetch_resources(value) if r.get("resourceType") == resource_type]
+
+
+def prefetch_reported_error(request: HookRequest, key: str) -> bool:
+    """The client sent an OperationOutcome, or a searchset reporting an error, under ``key``: it
+    tried and failed, which is not the same as "not prefetched" (nothing asked for)."""
+    value = request.prefetch.get(key)
+    return isinstance(value, dict) and (value.get("resourceType") == "OperationOutcome" or (
+        value.get("resourceType") == "Bundle" and bundle_reports_error(value)))
 
 
 def prefetch_next_link(request: HookRequest, key: str) -> str | None:
@@ -71,17 +78,6 @@ def prefetch_unreadable_entries(request: HookRequest, key: str) -> int:
 
 def _unreadable_note(count: int, what: str) -> str:
     return f"{count} prefetched {what} entr{'y' if count == 1 else 'ies'} holding no readable resource"
-
-
-def _bundle_reports_error(bundle: dict) -> bool:
-    """A searchset whose entries include an OperationOutcome with an error or fatal issue."""
-    for entry in bundle_entries(bundle):
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
-            for issue in dicts_in(resource.get("issue")):
-                if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
-                    return True
-    return False
 
 
 @dataclass
@@ -111,7 +107,9 @@ class DataSource:
 
     def patient_data(self, need_conditions: bool) -> PatientData:
         data = PatientData(conditions=[], coverages=prefetched(self.request, COVERAGE_KEY, "Coverage"))
-        if data.coverages is None:
+        if data.coverages is None and prefetch_reported_error(self.request, COVERAGE_KEY):
+            data.coverage_unavailable.append("the patient's coverage (the EHR reported an error retrieving it)")
+        elif data.coverages is None:
             data.coverage_unavailable.append("the patient's coverage (not prefetched)")
         elif prefetch_next_link(self.request, COVERAGE_KEY):
             data.coverage_unavailable.append("further pages of the prefetched coverage (not followed)")

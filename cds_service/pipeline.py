@@ -243,7 +243,7 @@ def evaluate(
         decide(order, indications, problem_list,
                choose_policy(patient.coverages or [], knowledge.policies, default_policy_id,
                              data.resolve, patient.coverage_unavailable,
-                             when=order_date(order.order, today)),
+                             when=order_date(order.order, today), patient_id=request.patient_id),
                knowledge.families, tuple(patient.unavailable), patient.conditions_partial)
         for order, indications in per_order
     ]
@@ -257,7 +257,7 @@ def evaluate(
                      decision.policy_choice.policy.id, decision.policy_choice.explanation,
                      "; could not be retrieved: " + "; ".join(decision.missing) if decision.missing else "")
     coverages = match_coverages(patient.coverages, knowledge.policies, default_policy_id,
-                                data.resolve)  # for CRD coverage information (crd/)
+                                data.resolve, request.patient_id)  # for CRD coverage information (crd/)
     fired = [d for d in decisions if d.fires]
     reserves = tuple(card_reserve(d, coverages) if card_reserve else 0 for d in fired)
     cards = [render_card(d, card_text, new_uuid(), reserve_chars=r) for d, r in zip(fired, reserves, strict=True)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 from .knowledge import Policy
-from .resource_index import Resource, dicts_in, strings_in
+from .resource_index import Resource, dicts_in, reference_key, strings_in
 
 DEFAULT_WHEN_CHOICES = ("no-coverage", "unmatched-coverage")
 UNMATCHED_CARD_CHOICES = ("info", "none")
@@ -79,6 +79,54 @@ def no_policy_on_file(plan: str) -> Policy:
                   override_reasons=(), summary_of_evidence="", raw={}, key=NO_POLICY_ID)
 
 
+# A payor that is a person (self-pay, or a relative paying) is no plan: neither its name nor its
+# identifiers (an MRN) may be read as one, or shown on a card or in the log.
+PERSON_TYPES = frozenset({"Patient", "RelatedPerson"})
+
+
+def coverage_applies(coverage: Resource, patient_id: str | None, when: date) -> bool:
+    """Whether ``coverage`` can be the patient's plan for an order dated ``when``: active (or no
+    status), not another patient's (``beneficiary``), and in force on that day (``period``). What
+    cannot be read (an odd reference, a malformed date) is not held against it."""
+    if coverage.get("resourceType") != "Coverage" or coverage.get("status") not in (None, "active"):
+        return False
+    beneficiary = coverage.get("beneficiary")
+    if patient_id and isinstance(beneficiary, dict) and isinstance(beneficiary.get("reference"), str):
+        key = reference_key(beneficiary["reference"])
+        if key and key.startswith("Patient/") and key != f"Patient/{patient_id}":
+            return False
+    period = coverage.get("period")
+    if isinstance(period, dict):
+        start, end = _day(period.get("start"), last=False), _day(period.get("end"), last=True)
+        if (start is not None and when < start) or (end is not None and when > end):
+            return False
+    return True
+
+
+def _day(value: object, last: bool) -> date | None:
+    """A FHIR date or dateTime as a day; a year or a month as its first (or ``last``) day."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if len(value) == 4:
+            return date(int(value), 12, 31) if last else date(int(value), 1, 1)
+        if len(value) == 7:
+            year, month = int(value[:4]), int(value[5:7])
+            if not last:
+                return date(year, month, 1)
+            return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _is_person(payor: Resource, resolved: Resource | None) -> bool:
+    if payor.get("type") in PERSON_TYPES or (resolved is not None and resolved.get("resourceType") in PERSON_TYPES):
+        return True
+    key = reference_key(payor["reference"]) if isinstance(payor.get("reference"), str) else None
+    return key is not None and key.split("/")[0] in PERSON_TYPES
+
+
 @lru_cache(maxsize=4096)  # pure; the same few payor names come on every call
 def normalize_name(name: str) -> str:
     name = name.casefold().replace("&", " and ")
@@ -93,6 +141,9 @@ def _payor_candidates(
     for payor in dicts_in(coverage.get("payor")):
         if not isinstance(payor, dict):
             continue
+        org = resolve(payor["reference"], coverage) if isinstance(payor.get("reference"), str) else None
+        if _is_person(payor, org):
+            continue
         identifiers: list[tuple[str, str]] = []
         names: list[str] = []
         ident = payor.get("identifier")
@@ -101,7 +152,6 @@ def _payor_candidates(
         if isinstance(payor.get("display"), str):
             names.append(payor["display"])
         if isinstance(payor.get("reference"), str):
-            org = resolve(payor["reference"], coverage)
             if org is None and not identifiers and not names:
                 names.append(f"{payor['reference']}{UNRETRIEVED}")
             if org is not None:
@@ -139,8 +189,10 @@ def choose_policy(
     resolve: Callable[[str, Resource], Resource | None],
     unavailable: Iterable[str] = (),
     when: date | None = None,
+    patient_id: str | None = None,
 ) -> PolicyChoice:
-    """The first active Coverage whose payor matches a bundled payer policy wins.
+    """The first active Coverage whose payor matches a bundled payer policy wins (one of the
+    patient's, in force on ``when``: :func:`coverage_applies`).
 
     Its version is the one in effect on ``when`` (the order's date). A coverage whose payor
     matches no bundled policy gets ``basis="unmatched"`` (no policy on file), unless
@@ -153,7 +205,7 @@ def choose_policy(
     unavailable = list(unavailable)
     seen_payors: list[str] = []
     for coverage in coverages:
-        if coverage.get("resourceType") != "Coverage" or coverage.get("status") not in (None, "active"):
+        if not coverage_applies(coverage, patient_id, when):
             continue
         for identifiers, names in _payor_candidates(coverage, resolve):
             for policy in policies.values():
@@ -170,10 +222,14 @@ def choose_policy(
             seen_payors.extend([n for n in names if not n.endswith(UNRETRIEVED)] or [v for _, v in identifiers])
     missing = list(dict.fromkeys(unavailable))
     plans = ", ".join(dict.fromkeys(seen_payors))
+    # Coverage merely not sent is "no coverage"; one that was looked for and not had is unknown.
+    unknown = any("not prefetched" not in m for m in missing)
     if seen_payors and settings.default_when == "no-coverage":
-        return PolicyChoice(no_policy_on_file(plans), "unmatched",
-                            f"no bundled payer policy matches the coverage payor ({plans})",
-                            plan=plans, when=when, announce=settings.unmatched_card == "info")
+        why = f"no bundled payer policy matches the coverage payor ({plans})"
+        if missing:  # other coverage of the patient, unread, may name a plan with a policy
+            why += "; could not be retrieved: " + "; ".join(missing)
+        return PolicyChoice(no_policy_on_file(plans), "unmatched", why, plan=plans, when=when,
+                            coverage_unknown=unknown, announce=settings.unmatched_card == "info")
     default_key = policies[settings.default_policy_id].key
     default = version_for([p for p in policies.values() if p.key == default_key], when)
     if seen_payors:
@@ -182,6 +238,4 @@ def choose_policy(
         why = "no active coverage with a payor was available; default policy applied"
     if missing:
         why += "; could not be retrieved: " + "; ".join(missing)
-    # Coverage merely not sent is "no coverage"; one that was looked for and not had is unknown.
-    unknown = any("not prefetched" not in m for m in missing)
     return PolicyChoice(default, "default", why, plan=plans, when=when, coverage_unknown=unknown)

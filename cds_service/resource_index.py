@@ -96,6 +96,18 @@ def bundle_resources(bundle: Any) -> Iterator[Resource]:
         yield resource
 
 
+def bundle_reports_error(bundle: dict) -> bool:
+    """A searchset whose entries include an OperationOutcome with an error or fatal issue: the
+    search failed (in part), so what it returned is not all there is."""
+    for entry in bundle_entries(bundle):
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            for issue in dicts_in(resource.get("issue")):
+                if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+                    return True
+    return False
+
+
 def next_link(bundle: Resource) -> str | None:
     """The ``next`` page URL of a searchset Bundle, if it has one."""
     for link in dicts_in(bundle.get("link")):

@@ -22,6 +22,7 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0
     content_type: str = "application/fhir+json"
+    trickle: float = 0.0  # seconds between bytes of the body (a server that sends it a byte at a time)
 
 
 @dataclass
@@ -56,7 +57,12 @@ def fake_fhir(answer: Callable[[str], Reply]) -> Iterator[FakeFhir]:
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
-                self.wfile.write(reply.body)
+                if not reply.trickle:
+                    self.wfile.write(reply.body)
+                for position in range(len(reply.body) if reply.trickle else 0):
+                    self.wfile.write(reply.body[position:position + 1])
+                    self.wfile.flush()
+                    time.sleep(reply.trickle)
             except OSError:
                 pass  # the client gave up (deadline): expected in the slow-server tests
 

@@ -22,6 +22,8 @@ def hook_request(icd10: str = "G90.511", drug: tuple[str, str] = KETAMINE, *,
     body = copy.deepcopy(BASE_REQUEST)
     body["hookInstance"] = str(uuid.uuid4())
     body["context"]["patientId"] = patient
+    for entry in body["prefetch"].get("coverage", {}).get("entry", []):  # the patient's own coverage
+        entry["resource"]["beneficiary"] = {"reference": f"Patient/{patient}"}
     order = body["context"]["draftOrders"]["entry"][0]["resource"]
     order["id"] = f"mr-{uuid.uuid4().hex[:8]}"
     order["medicationCodeableConcept"]["coding"][0].update(system=RXNORM, code=drug[0], display=drug[1])

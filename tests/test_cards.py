@@ -38,7 +38,7 @@ def test_warning_card_quotes_the_policy_and_names_the_plan(client, app):
     assert study_links and all(link["type"] == "absolute" for link in study_links)
     assert all(link["url"] in card["detail"] for link in study_links)
     assert {r["code"] for r in card["overrideReasons"]} >= {"fda-approved-indication", "clinical-trial"}
-    assert "No coverage in the request; BCBS Minnesota policy applied by default." in card["detail"]
+    assert "No active coverage in the request; BCBS Minnesota policy applied by default." in card["detail"]
 
 
 def test_card_under_coverage_matched_policy_says_why(client):

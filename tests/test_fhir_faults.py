@@ -50,6 +50,9 @@ FAULTS = {
     "invalid-json": (Reply(200, b'{"resourceType": "Condition", "id": '), "not valid JSON"),
     "not-fhir": (Reply(200, b'["a", "list"]'), "not a FHIR resource"),
     "slow": (Reply(200, b"{}", delay=2.0), "timed out"),
+    # Each byte well within the per-read timeout, the whole body far beyond the deadline.
+    "trickle": (Reply(200, b'{"resourceType": "Condition", "id": "c-crps"}' + b" " * 200, trickle=0.05),
+                "timed out"),
 }
 
 
@@ -185,3 +188,16 @@ def test_hanging_server_with_default_limits_answers_within_the_default_deadline(
     assert response.status_code == 200
     assert response.get_json()["cards"][0]["extension"][EXT]["basis"] == "unavailable"
     assert elapsed < settings["FHIR_TOTAL_DEADLINE"] + MARGIN
+
+
+def test_searchset_reporting_an_error_is_no_answer_about_the_coverage(fault_app):
+    failed = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+        "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}}]}
+
+    def answer(path: str) -> Reply:
+        return json_reply(failed) if path.startswith("/fhir/Coverage?") else healthy(path)
+
+    with fake_fhir(answer) as fhir:
+        response, _ = post_timed(fault_app, body_with_server(fhir.base_url, token=TOKEN))
+    [card] = response.get_json()["cards"]
+    assert "The patient's coverage could not be checked" in card["detail"]

@@ -124,3 +124,57 @@ def test_unmatched_payor_gets_no_policy_unless_configured_to_use_the_default(pol
 def test_policy_settings_refuse_unknown_values():
     with pytest.raises(ValueError, match="DEFAULT_POLICY_WHEN"):
         PolicySettings("bcbsmn-ii-271", default_when="sometimes")
+
+
+# --- whose coverage, in force when (fail-open hunt, 2026-12-07) ------------------------------
+
+KANSAS = {"display": "Blue Cross and Blue Shield of Kansas"}
+MINNESOTA = {"display": "Blue Cross and Blue Shield of Minnesota"}
+ORDERED = date(2026, 5, 21)
+
+
+def _choose_for(policies, *coverages, patient_id="pt-1", unavailable=()):
+    return choose_policy(coverages, policies, "bcbsmn-ii-271", ResourceIndex().resolve, unavailable,
+                         when=ORDERED, patient_id=patient_id)
+
+
+@pytest.mark.parametrize("period", [{"end": "2023-12-31"}, {"end": "2026-04"}, {"start": "2026-06-01"},
+                                    {"start": "2027"}], ids=["ended", "ended-month", "not-yet", "not-yet-year"])
+def test_coverage_not_in_force_on_the_order_date_is_not_the_plan(policies, period):
+    lapsed = dict(coverage(MINNESOTA), id="old", period=period)
+    choice = _choose_for(policies, lapsed, coverage(KANSAS))
+    assert choice.policy.id == "bcbsks-iv-anesthetics"
+
+
+@pytest.mark.parametrize("period", [{"start": "2026-01-01", "end": "2026-12-31"}, {"end": "2026-05"},
+                                    {"end": "not a date"}, {}], ids=["covers", "month", "unreadable", "open"])
+def test_coverage_in_force_or_with_an_unreadable_period_counts(policies, period):
+    choice = _choose_for(policies, dict(coverage(KANSAS), period=period))
+    assert choice.policy.id == "bcbsks-iv-anesthetics"
+
+
+def test_another_patients_coverage_is_not_the_plan(policies):
+    theirs = dict(coverage(KANSAS), beneficiary={"reference": "Patient/someone-else"})
+    ours = dict(coverage(MINNESOTA), beneficiary={"reference": "Patient/pt-1/_history/3"})
+    assert _choose_for(policies, theirs, ours).policy.id == "bcbsmn-ii-271"
+    assert _choose_for(policies, theirs).basis == "default"
+
+
+@pytest.mark.parametrize("payor", [{"reference": "Patient/pt-1", "display": "Leanne Pruitt"},
+                                   {"type": "RelatedPerson", "display": "Leanne Pruitt"},
+                                   {"reference": "#p", "display": "Leanne Pruitt"}],
+                         ids=["patient", "related-person", "contained-patient"])
+def test_a_person_paying_is_no_plan_and_is_never_named(policies, payor):
+    self_pay = dict(coverage(payor), contained=[{"resourceType": "Patient", "id": "p"}],
+                    payor=[payor], identifier=[{"value": "MRN-300109"}])
+    index = ResourceIndex()
+    choice = choose_policy([self_pay], policies, "bcbsmn-ii-271", index.resolve, when=ORDERED, patient_id="pt-1")
+    assert choice.basis == "default" and "Leanne" not in choice.explanation and "Leanne" not in choice.plan
+
+
+def test_unmatched_plan_says_when_other_coverage_could_not_be_read(policies):
+    medicare = coverage({"display": "Medicare Part B"})
+    choice = _choose_for(policies, medicare, unavailable=["Organization/org-9 (could not be retrieved)"])
+    assert choice.basis == "unmatched" and choice.coverage_unknown
+    assert "org-9" in choice.explanation
+    assert not _choose_for(policies, medicare).coverage_unknown

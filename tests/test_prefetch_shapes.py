@@ -126,7 +126,12 @@ def test_unanswered_coverage_prefetch_applies_the_default_policy_and_says_why(cl
         prefetch["coverage"] = coverage
     card = only_card(client, prefetch)
     assert card["extension"][EXT]["policyBasis"] == "default"
-    assert "could not be retrieved: the patient's coverage (not prefetched)" in caplog.text
+    if coverage is OUTCOME:  # the EHR tried and failed: the coverage is unknown, not absent
+        assert "could not be retrieved: the patient's coverage (the EHR reported an error" in caplog.text
+        assert "The patient's coverage could not be checked" in card["detail"]
+    else:
+        assert "could not be retrieved: the patient's coverage (not prefetched)" in caplog.text
+        assert "No active coverage in the request" in card["detail"]
 
 
 def test_empty_coverage_searchset_applies_the_default_policy(client, caplog):

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from ..decision import Decision
 from ..knowledge import Policy
-from ..policy_choice import choose_policy
+from ..policy_choice import choose_policy, coverage_applies
 from ..resource_index import Resource
 
 EXTENSION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
@@ -52,16 +53,19 @@ def match_coverages(
     policies: dict[str, Policy],
     default_policy_id: str,
     resolve: Callable[[str, Resource], Resource | None],
+    patient_id: str | None = None,
 ) -> tuple[CoverageMatch, ...]:
-    """Each active Coverage with an id, with the policy its payer matches (if any)."""
+    """Each of the patient's Coverages in force today with an id, with the policy its payer
+    matches (if any)."""
     matches: dict[str, CoverageMatch] = {}
+    today = date.today()
     for coverage in coverages or ():
-        if not isinstance(coverage, dict) or coverage.get("resourceType") != "Coverage":
+        if not isinstance(coverage, dict) or not coverage_applies(coverage, patient_id, today):
             continue
-        if coverage.get("status") not in (None, "active") or not isinstance(coverage.get("id"), str):
+        if not isinstance(coverage.get("id"), str):
             continue
         reference = f"Coverage/{coverage['id']}"
-        choice = choose_policy([coverage], policies, default_policy_id, resolve)
+        choice = choose_policy([coverage], policies, default_policy_id, resolve, when=today, patient_id=patient_id)
         policy_id = choice.policy.id if choice.basis == "coverage" else None
         matches.setdefault(reference, CoverageMatch(reference, policy_id))
     return tuple(matches.values())
