@@ -95,8 +95,10 @@ def _fit_summary(template: str, values: dict[str, str]) -> str:
     summary = " ".join(template.format(**values).split())
     if len(summary) > SUMMARY_LIMIT:
         summary = " ".join(template.replace(" {number}", "").format(**values).split())
-    if len(summary) > SUMMARY_LIMIT:
-        summary = summary[: SUMMARY_LIMIT - 1].rstrip() + "…"
+    if len(summary) > SUMMARY_LIMIT:  # at a word, never inside one, and no parenthesis left open
+        cut = summary[: SUMMARY_LIMIT - 2]
+        cut = cut[: cut.rfind(" ")] if " " in cut else cut
+        summary = cut.rstrip(" ;,:(") + "…" + (")" if cut.count("(") > cut.count(")") else "")
     return summary[:1].upper() + summary[1:]  # "Ketamine (if IV): …"
 
 
@@ -369,9 +371,12 @@ def _build_frame(decision: Decision, text: CardText, named: tuple[ClassifiedCode
     if kind == "uncoded_reason" and reads_as:
         summary_key = "unlisted_reason_named" if unlisted else "uncoded_reason_named"
     summary = _fit_summary(text.get("summary", summary_key), values)
-    if summary.endswith("…") and len(named) > 1:
-        values["indication"] = f"{named[0].family.label} (+{len(named) - 1} more)"
-        summary = _fit_summary(text.get("summary", summary_key), values)
+    if "…" in summary and len(named) > 1:  # the plan's name matters more than the second family's
+        for shorter in (f"{named[0].family.label} (+{len(named) - 1} more)", named[0].family.label):
+            values["indication"] = shorter
+            summary = _fit_summary(text.get("summary", summary_key), values)
+            if "…" not in summary:
+                break
 
     lead_key = "unlisted_reason" if kind == "uncoded_reason" and unlisted else kind
     if kind == "undocumented" and decision.problem_list_unavailable:
@@ -432,7 +437,8 @@ def render_card(decision: Decision, text: CardText, card_uuid: str, reserve_char
     blocks.append(Block(IMPORTANT, text.get("lines", "order").format(
         medication=_medication_words(order, drug), route=_route_words(order))))
     if not order.route.confirmed:
-        blocks.append(Block(IMPORTANT, text.get("lines", "route_unconfirmed").format(drug=drug)))
+        # The card fires because the route could not be confirmed: that is never trimmed away.
+        blocks.append(Block(ESSENTIAL, text.get("lines", "route_unconfirmed").format(drug=drug)))
     caveat = order.medication.caveat
     if caveat.strip():
         blocks.append(Block(IMPORTANT, f"**Note:** {escape_markdown(caveat, 300)}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -16,7 +17,7 @@ from .indications import (
     classify_code,
     family_named_in,
 )
-from .knowledge import QUIET_SECTIONS, Family
+from .knowledge import QUIET_SECTIONS, Family, PolicySection
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 
@@ -109,6 +110,8 @@ def _decide(
 ) -> Decision:
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
+    drug_sections = _sections_naming(policy_choice.policy.sections,
+                                     order.medication.drug.label if order.medication.drug else "")
 
     procedural = "quiet", "the order's reason is a procedure (anesthetic or procedural use)"
     if any(_is_coded_procedural_use(p, families, drug_id) for p in indications.procedures):
@@ -130,7 +133,7 @@ def _decide(
     uncoded = tuple(replace(u, family=family_named_in(u.name, families)) if u.name else u
                     for u in indications.uncoded)
     if indications.codes:
-        result = assess(indications.codes, families, drug_id, evidence_families)
+        result = assess(indications.codes, families, drug_id, evidence_families, drug_sections)
         if result.outcome == "exempt":
             return Decision(order, "quiet", policy_choice, result.primary, result.matches,
                             quiet_reason=f"indication outside the experimental list: {result.exempt_reason}")
@@ -158,7 +161,7 @@ def _decide(
     # Without an indication on the order, exemptions on the problem list do not silence the
     # card: the prescriber is asked to say which condition the order treats.
     candidates = [c for c in problem_list if c.code]
-    result = assess(candidates, _flagging_families(families), drug_id, evidence_families)
+    result = assess(candidates, _flagging_families(families), drug_id, evidence_families, drug_sections)
     if result.outcome == "warn":
         return Decision(order, "warning_problem_list", policy_choice, result.primary, result.matches,
                         missing=unavailable, named=result.named)
@@ -205,6 +208,14 @@ def _unlisted_reasons(codes: Iterable[IndicationCode], matches: Iterable[Classif
                 found.append(UncodedReason(name, code.source, (code.code,), family, unlisted=True))
                 break
     return tuple(found)
+
+
+def _sections_naming(sections: dict[str, PolicySection], drug: str) -> frozenset[str]:
+    """The policy sections whose quoted statement names ``drug`` as a word."""
+    if not drug:
+        return frozenset()
+    pattern = re.compile(rf"\b{re.escape(drug)}\b", re.IGNORECASE)
+    return frozenset(sid for sid, section in sections.items() if pattern.search(section.statement))
 
 
 def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:

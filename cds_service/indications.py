@@ -311,8 +311,13 @@ def assess(
     families: tuple[Family, ...],
     drug_id: str,
     evidence_families: Iterable[str] = (),
+    drug_sections: frozenset[str] = frozenset(),
 ) -> IndicationAssessment:
     """Decide what a set of indication codes means under the policy.
+
+    Among several warning families, the first of a section whose statement names the drug
+    (``drug_sections``: "ketamine or lidocaine" for chronic pain, "e.g., ketamine" for
+    psychiatric disorders) leads the card; else the first found.
 
     * A flag family warns. A ``context`` family (post-stroke, spinal cord injury) only warns next
       to a chronic-pain code, or for an injury code in its late phase (7th character D or S); it
@@ -343,6 +348,8 @@ def assess(
     primary: ClassifiedCode | None = None
     outcome = "none"
     live_flags = [m for m in flags if m.family.section not in exempt_sections]
+    if drug_sections:  # stable: the order found is kept within each group
+        live_flags.sort(key=lambda m: m.family.section not in drug_sections)
     late = [c for c in contexts if _late_phase_injury(c.indication.code)
             and c.family.section not in exempt_sections]
     live_advisories = [m for m in advisories if m.family.section not in exempt_sections]

@@ -288,3 +288,53 @@ def test_evidence_lines_kept_from_one_app_never_reach_another_apps_cards(client,
     assert "(edited)" not in first["detail"] and "(edited)" in edited["detail"]
     [again] = fixture_cards(client, "13-depression-ketamine-f33.json")
     assert again["detail"] == first["detail"]
+
+
+# --- found with the real CDS Hooks sandbox (2026-12-07): no route, two families on the list ---
+
+SERVICE = "/cds-services/iv-anesthetics-order-sign"
+KETAMINE = ("238084", "ketamine 50 MG/ML Injectable Solution")
+
+
+def _problem_list_order(drug: tuple[str, str], codes: list[tuple[str, str]]) -> dict:
+    import copy
+
+    body = json.loads((FIXTURES / "hook-requests" / "31-no-reason-problem-list-depression.json").read_text())
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": drug[0], "display": drug[1]}]}
+    order["dosageInstruction"] = [{"text": "as directed"}]  # the sandbox writes no route, no rate
+    template = body["prefetch"]["conditions"]["entry"][0]
+    body["prefetch"]["conditions"]["entry"] = []
+    for number, (code, display) in enumerate(codes):
+        entry = copy.deepcopy(template)
+        entry["resource"]["id"] = entry["fullUrl"].rsplit("/", 1)[-1] + f"-{number}"
+        entry["fullUrl"] += f"-{number}"
+        entry["resource"]["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code,
+                                                 "display": display}]}
+        body["prefetch"]["conditions"]["entry"].append(entry)
+    return body
+
+
+TWO_FAMILIES = [("F33.2", "Major depressive disorder, recurrent severe without psychotic features"),
+                ("G89.4", "Chronic pain syndrome")]
+
+
+def test_a_long_summary_is_shortened_at_a_word_and_still_names_the_plan(client):
+    [card] = client.post(SERVICE, json=_problem_list_order(KETAMINE, TWO_FAMILIES)).get_json()["cards"]
+    summary = card["summary"]
+    assert len(summary) < 140 and "BCBS Minnesota policy" in summary
+    assert summary.count("(") == summary.count(")")
+
+
+def test_the_route_not_confirmed_line_is_never_trimmed_from_a_long_card(client):
+    [card] = client.post(SERVICE, json=_problem_list_order(KETAMINE, TWO_FAMILIES)).get_json()["cards"]
+    assert len(card["detail"]) > 1200 and "**Route not confirmed:**" in card["detail"]
+
+
+def test_lidocaine_leads_with_the_section_that_names_lidocaine(client):
+    lidocaine = ("1010033", "lidocaine hydrochloride 10 MG/ML Injectable Solution")
+    [card] = client.post(SERVICE, json=_problem_list_order(lidocaine, TWO_FAMILIES)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["family"] == "chronic_pain_general"
+    [card] = client.post(SERVICE, json=_problem_list_order(KETAMINE, TWO_FAMILIES)).get_json()["cards"]
+    assert card["extension"]["iv-anesthetics-cds"]["family"] == "depression"  # ketamine: both name it
