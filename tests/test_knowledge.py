@@ -259,3 +259,24 @@ def test_knowledge_loads_with_every_family_pointing_at_a_valueset(app):
     assert {f.section for f in knowledge.families} == {
         "chronic_pain", "psychiatric", "approved_use", "not_addressed"}
     assert set(knowledge.policies) == {"bcbsmn-ii-271", "bcbsks-iv-anesthetics"}
+
+
+def test_the_committed_knowledge_is_what_the_generator_builds():
+    """tools/build_valuesets.py is the source of the generated files: a hand edit to one of them
+    (a synonym, a dose-form word) would be lost the next time it runs, so it must be made there."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "build_valuesets.py"
+    spec = importlib.util.spec_from_file_location("build_valuesets", path)
+    generator = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, generator)  # its dataclasses look their module up there
+    spec.loader.exec_module(generator)
+    build = generator.Build(source=json.loads(generator.DEFAULT_SOURCE.read_text(encoding="utf-8")))
+    generator.build_indications(build)
+    generator.build_medications(build)
+    cards = path.parent.parent / "cards"
+    for relative, content in build.files.items():
+        assert json.loads((cards / relative).read_text(encoding="utf-8")) == content, relative
+    assert {p.name for p in (cards / "valuesets").glob("*.json")} == {
+        Path(r).name for r in build.files if r.startswith("valuesets/")}

@@ -49,7 +49,39 @@ NDC = "http://hl7.org/fhir/sid/ndc"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 
 UNKNOWN_CODES = {None, "", "?"}
-INJECTABLE_DOSE_FORMS = ("Injectable Solution", "Injection", "Prefilled Syringe")
+INJECTABLE_DOSE_FORMS = ("Injectable Solution", "Injection", "Prefilled Syringe", "IJ SOLN")
+INJECTABLE_DOSE_FORMS_SOURCE = (
+    "RxNorm dose-form names; 'IJ SOLN' is Epic's abbreviation for injectable solution, as in the "
+    "medicationReference.display 'KETAMINE HCL 50 MG/ML IJ SOLN' quoted from Epic's CDS Hooks tutorial in "
+    "issue 8 section 9"
+)
+# A family named in a reason's own words (written into cards/indications.json; see INDICATIONS_COMMENT).
+FAMILY_SYNONYMS = {
+    'chronic_pain_general': ['chronic pain'],
+    'neuropathic_pain': ['neuropathic pain', 'chronic neuropathic pain'],
+    'crps': ['complex regional pain syndrome', 'CRPS', 'reflex sympathetic dystrophy'],
+    'postherpetic_neuralgia': ['postherpetic neuralgia', 'post-herpetic neuralgia', 'PHN'],
+    'diabetic_neuropathy': ['diabetic neuropathy'],
+    'phantom_limb': ['phantom limb pain'],
+    'chronic_migraine': ['chronic migraine'],
+    'migraine_any': ['migraine'],
+    'chronic_daily_headache': ['chronic daily headache'],
+    'fibromyalgia': ['fibromyalgia'],
+    'depression': ['depression', 'treatment-resistant depression', 'TRD', 'major depressive disorder'],
+    'bipolar': ['bipolar disorder', 'bipolar depression'],
+    'ocd': ['obsessive-compulsive disorder', 'OCD'],
+    'ptsd': ['post-traumatic stress disorder', 'PTSD'],
+    'suicidal_ideation': ['suicidal ideation'],
+    'anesthesia_sedation': ['anesthesia', 'sedation'],
+}
+INDICATIONS_COMMENT = (
+    "Indication families. `synonyms` name a family in a reason's own words (text or display) when its cod"
+    'es cannot be classified; each is worded as in the seeds (000_0bef50473c267421.txt, 003_01aa9851f9923'
+    "09e.txt) or the reference (codes-and-evidence.md: 'anesthesia / procedural sedation'): a text match "
+    "gives an info card ('code it to confirm'), never a warning; for the approved-use family it makes a r"
+    'easonReference Procedure an anesthetic use, unless the order also gives a reason that warns or canno'
+    "t be read, or the Procedure's words deny it ('without sedation')."
+)
 BOTH_DRUGS = ("ketamine", "lidocaine")
 
 # HCPCS long descriptors printed in the CODING section of the BCBS Kansas policy
@@ -489,9 +521,10 @@ def build_indications(build: Build) -> None:
                 "valueset": family.file_stem,
                 "drugs": list(family.drugs),
                 **({"exempts": list(family.exempts)} if family.exempts else {}),
+                **({"synonyms": FAMILY_SYNONYMS[family.id]} if family.id in FAMILY_SYNONYMS else {}),
             }
         )
-    build.add("indications.json", {"families": index})
+    build.add("indications.json", {"_comment": INDICATIONS_COMMENT, "families": index})
 
 
 # --------------------------------------------------------------------------- medications
@@ -848,6 +881,7 @@ def build_medications(build: Build) -> None:
             "iv_only_products": "medication-premixed-iv-bags",
             "excluded_products": "medication-excluded",
             "injectable_dose_form_words": list(INJECTABLE_DOSE_FORMS),
+            "_injectable_dose_form_words_source": INJECTABLE_DOSE_FORMS_SOURCE,
             "routes": build_route_rules(build),
         },
     )
