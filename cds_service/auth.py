@@ -18,6 +18,7 @@ from flask import Flask, current_app, g, request
 
 from .config import ConfigError, as_bool, as_str_list
 from .errors import ApiError, Issue
+from .storage_safety import log_safe
 
 if TYPE_CHECKING:
     from .replay import Cooldown, ReplayCache
@@ -78,7 +79,7 @@ class Verifier:
         if client is None:
             raise AuthFailure("untrusted issuer", iss=iss, jti=jti)
         jku = header.get("jku")
-        if jku is not None and client.jku_allowlist and jku not in client.jku_allowlist:
+        if jku is not None and client.jku_allowlist and (not isinstance(jku, str) or jku not in client.jku_allowlist):
             raise AuthFailure("jku not on the allowlist", iss=iss, jti=jti)
         try:
             jwk = client.keys.key_for(kid)
@@ -180,7 +181,7 @@ def verified_client(authorization: str, path: str, verifier: Verifier) -> dict[s
 
     token = _bearer_token(authorization)
     if token is None:
-        log.warning("auth rejected: reason=missing bearer token path=%s", path)
+        log.warning("auth rejected: reason=missing bearer token path=%s", log_safe(path))
         from .metrics import count_auth_failure  # imported here, not at start-up: see cds_service.metrics
         count_auth_failure("missing bearer token")
         raise _unauthorized(None)
@@ -191,7 +192,7 @@ def verified_client(authorization: str, path: str, verifier: Verifier) -> dict[s
                        headers={"Retry-After": "5"}) from None
     except AuthFailure as failure:
         log.warning("auth rejected: reason=%s iss=%s jti=%s path=%s", failure.reason,
-                    _log_value(failure.iss), _log_value(failure.jti), path)
+                    _log_value(failure.iss), _log_value(failure.jti), log_safe(path))
         from .metrics import count_auth_failure
         count_auth_failure(failure.reason)
         raise _unauthorized("invalid_token") from None

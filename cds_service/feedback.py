@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .errors import ApiError, Issue
-from .models import Alert, Feedback
+from .hook_request import parse_body
+from .http_policy import is_identity_encoding
+from .models import Alert, Feedback, HookCallRecord
 from .services import SERVICES
 from .storage_safety import storable
 
@@ -28,6 +30,7 @@ FEEDBACK = "feedback"  # spool record kind
 RETRY_AFTER_SECONDS = 30
 OUTCOMES = ("accepted", "overridden")
 # Years whose times convert to UTC and back on every offset (the OpenAPI pattern says the same).
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})\Z")
 YEAR_PATTERN = re.compile(r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-")
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -64,8 +67,9 @@ class FeedbackItem:
 
 
 def parse_rfc3339(value: Any) -> datetime | None:
-    """An RFC 3339 date-time with a time zone offset in years 1000-9998, or None."""
-    if not isinstance(value, str) or "T" not in value.upper() or not YEAR_PATTERN.match(value):
+    """An RFC 3339 date-time with a time zone offset in years 1000-9998, or None (what
+    ``datetime.fromisoformat`` reads beyond RFC 3339, a week date or a time without seconds, is not one)."""
+    if not isinstance(value, str) or not RFC3339.match(value) or not YEAR_PATTERN.match(value):
         return None
     try:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -176,7 +180,12 @@ def write_feedback(session: Session, service_id: str, items: list[FeedbackItem],
 
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     cards = {i.card for i in items}
-    rows = session.execute(select(Alert.card_uuid, Alert.card).where(Alert.card_uuid.in_(cards)))
+    # A card is known to this feedback only when this service gave it to this client: another
+    # service's or client's card is feedback on a card it was never shown (docs/review.md).
+    rows = session.execute(select(Alert.card_uuid, Alert.card)
+                           .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id)
+                           .where(Alert.card_uuid.in_(cards), HookCallRecord.service_id == service_id,
+                                  HookCallRecord.client_iss.is_not_distinct_from(client_iss)))
     offered = {card_uuid: card for card_uuid, card in rows}
     unknown_room = _unknown_room(session, service_id, received_at, max_unknown_per_day) \
         if any(i.card not in offered for i in items) else 0
@@ -268,13 +277,18 @@ def _offered_display(card: dict | None, reason: dict[str, str]) -> str | None:
     return None
 
 
-@bp.post("/cds-services/<service_id>/feedback")
+@bp.post("/cds-services/<service_id>/feedback", strict_slashes=False)
 def receive_feedback(service_id: str):
     if service_id not in SERVICES:
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
     config = current_app.config
-    body = request.get_json(silent=True)
+    if not is_identity_encoding(request.headers.get("Content-Encoding")):
+        raise ApiError.single(415, "A compressed request body (Content-Encoding) is not supported; send "
+                                   "it uncompressed (JSON in UTF-8).", code="not-supported")
+    # The hook's own reader: any Content-Type (as for hook calls), UTF-8 only, and a body nested
+    # too deeply or not JSON at all is a 400 that says so, never a 500.
+    body = parse_body(request.get_data(cache=False))
     items = parse_feedback(body, int(config["FEEDBACK_MAX_ITEMS"]), int(config["FEEDBACK_MAX_COMMENT_CHARS"]))
     state = current_app.extensions["cds"]
     if state.database is None:

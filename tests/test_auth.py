@@ -525,3 +525,16 @@ def test_replay_cache_is_thread_safe():
     for t in threads:
         t.join()
     assert results.count(True) == 1
+
+
+@pytest.mark.parametrize("jku", [[JKU], {"url": JKU}, 5], ids=["list", "object", "number"])
+def test_a_jku_header_that_is_not_a_string_is_refused_not_a_500(http, jku):
+    token = sign(EC, claims(DISCOVERY), jku=jku)
+    assert_refused(http.get("/cds-services", headers=bearer(token)))
+
+
+def test_a_path_with_a_newline_cannot_forge_a_log_line(http, caplog):
+    caplog.set_level(logging.WARNING, logger="cds_service.auth")
+    http.get("/cds-services/x%0a2026-01-01 00:00:00,000 INFO token accepted iss=admin")
+    messages = [r.getMessage() for r in caplog.records if r.name == "cds_service.auth"]
+    assert messages and all("\n" not in m for m in messages)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from cds_service.models import Feedback
@@ -196,3 +198,51 @@ def test_feedback_for_unknown_cards_keeps_no_free_text_and_is_capped_per_day(dat
     card = call(client, hook_request())[0]  # feedback on issued cards is not capped
     assert client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"], comment="ok")]}
                        ).get_json()["stored"] == 1
+
+
+def test_a_body_nested_too_deeply_is_400_not_a_500(storage_app):
+    deep = b'{"feedback": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = storage_app.test_client().post(FEEDBACK_URL, data=deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.get_data(as_text=True)
+
+
+def test_feedback_is_read_whatever_its_content_type_as_hook_calls_are(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]
+    body = json.dumps({"feedback": [accepted(card["uuid"])]})
+    for content_type in ("text/plain", None):
+        response = client.post(FEEDBACK_URL, data=body, content_type=content_type)
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("stamp", ["2026-W01-1T00:00:00Z", "2026-01-01T00:00Z", "2026-01-01T10Z",
+                                   "2026-01-01T00:00:00,5Z", "2026-01-01 00:00:00Z"])
+def test_a_timestamp_that_is_not_rfc_3339_is_400(storage_app, stamp):
+    item = dict(override(U9), outcomeTimestamp=stamp)
+    response = storage_app.test_client().post(FEEDBACK_URL, json={"feedback": [item]})
+    assert response.status_code == 400 and "outcomeTimestamp" in response.get_data(as_text=True)
+
+
+def test_feedback_on_another_services_card_is_feedback_on_an_unknown_card(storage_app):
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]  # given by order-sign
+    other = "/cds-services/iv-anesthetics-order-select/feedback"
+    item = override(card["uuid"], comment="PA on file")
+    assert client.post(other, json={"feedback": [item]}).status_code == 200
+    (row,) = _feedback_rows(storage_app)
+    assert row.unknown_card is True and row.user_comment is None
+
+
+def test_feedback_on_another_clients_card_is_feedback_on_an_unknown_card(storage_app):
+    from flask import g
+
+    client = storage_app.test_client()
+    card = call(client, hook_request())[0]  # given with authentication off: no client
+
+    @storage_app.before_request
+    def _other_client():
+        g.cds_client = {"iss": "https://other-hospital.example.org"}
+
+    assert client.post(FEEDBACK_URL, json={"feedback": [override(card["uuid"], comment="x")]}).status_code == 200
+    (row,) = _feedback_rows(storage_app)
+    assert row.unknown_card is True and row.user_comment is None
