@@ -199,3 +199,11 @@ def test_a_do_not_perform_order_gets_neither_a_card_nor_a_coverage_assertion(ans
     assert response.status_code == 200
     payload = response.get_json()
     assert payload["cards"] == [] and payload.get("systemActions", []) == []
+
+
+def test_an_assertion_is_shown_with_its_time_in_utc(crd_app):
+    from cds_service.crd.store import as_dict
+
+    _post(crd_app, "10-two-orders-two-coverages.json")
+    shown = as_dict(_rows(crd_app)[0])["created_at"]
+    assert shown.endswith("+00:00"), shown

@@ -135,3 +135,62 @@ def test_migration_backfills_the_group_key_of_alerts_recorded_before_it(database
     with database.session() as session:
         keys = set(session.scalars(select(Alert.group_key)))
     assert keys == {Alert.key_for(**values)}
+
+
+# --- whose feedback, whose alert (review-page hunt, 2026-12-07) -------------------------------
+
+from flask import g  # noqa: E402
+
+from .review_support import ORDER_SIGN, accepted, hook_request  # noqa: E402
+
+SIGN_FEEDBACK = f"/cds-services/{ORDER_SIGN}/feedback"
+
+
+def _as_client(app):
+    """A test client whose calls come from the JWT issuer in ``who['iss']`` (authentication off)."""
+    who = {"iss": None}
+
+    @app.before_request
+    def _client():
+        if who["iss"]:
+            g.cds_client = {"iss": who["iss"]}
+
+    return app.test_client(), who
+
+
+def _sign(client, patient="pat1", order_id="mr-1") -> dict:
+    body = hook_request("G90.511", patient=patient)
+    body["context"]["draftOrders"]["entry"][0]["resource"]["id"] = order_id
+    # An Origin header takes the Flask path, where the issuer set above applies.
+    response = client.post(f"/cds-services/{ORDER_SIGN}", json=body, headers={"Origin": "http://ehr"})
+    return response.get_json()["cards"][0]
+
+
+def test_feedback_from_another_client_naming_the_card_does_not_set_the_alerts_outcome(review_app):
+    client, who = _as_client(review_app)
+    who["iss"] = "https://hospital-a.example.org"
+    card = _sign(client)
+    assert client.post(SIGN_FEEDBACK, json={"feedback": [accepted(card["uuid"], when="2026-11-20T10:00:00Z")]}
+                       ).status_code == 200
+    who["iss"] = "https://other-hospital.example.org"
+    late = override(card["uuid"], comment="not ours", when="2026-11-21T10:00:00Z")
+    assert client.post(SIGN_FEEDBACK, json={"feedback": [late]}).status_code == 200
+    reviewer = _signed_in(review_app)
+    [exported] = _csv(reviewer)
+    assert exported["outcome_any_call"] == "accepted"
+    detail = reviewer.get(f"/review/alerts/{_alert_id(review_app)}").get_data(as_text=True)
+    assert "not ours" not in detail and "hospital-a.example.org" in detail
+
+
+def test_two_clients_calls_for_the_same_patient_and_order_ids_are_two_alerts(review_app):
+    client, who = _as_client(review_app)
+    for iss in ("https://hospital-a.example.org", "https://hospital-b.example.org"):
+        who["iss"] = iss
+        _sign(client)
+    reviewer = _signed_in(review_app)
+    assert [row["calls_grouped"] for row in _csv(reviewer)] == ["1", "1"]
+
+
+def _alert_id(app) -> int:
+    with app.extensions["cds"].database.session() as session:
+        return session.scalar(select(func.min(Alert.id)))

@@ -58,10 +58,14 @@ def replay_assertions(database: Database, payload: dict[str, Any]) -> None:
         write_assertions(connection, payload["rows"])
 
 
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def as_dict(record: CoverageAssertionRecord) -> dict[str, Any]:
     return {
         "assertion_id": record.assertion_id,
-        "created_at": record.created_at.isoformat(),
+        "created_at": _utc(record.created_at).isoformat(),  # SQLite gives it back naive; it is UTC
         "hook_instance": record.hook_instance,
         "service_id": record.service_id,
         "client_iss": record.client_iss,

@@ -33,24 +33,35 @@ class AlertGroup:
 
 
 def _grouped_calls(flt: AlertFilter):
-    """Per (patient, group key): call count, first/last seen and the newest row, for calls matching ``flt``."""
-    query = (select(HookCallRecord.patient_id.label("patient_id"), Alert.group_key.label("group_key"),
+    """Per (client, patient, group key): call count, first/last seen and the newest row, for calls
+    matching ``flt``. A patient's and an order's ids mean something only within the EHR (the JWT
+    ``iss``) that sent them: two clients' calls are two alerts."""
+    query = (select(HookCallRecord.client_iss.label("client_iss"),
+                    HookCallRecord.patient_id.label("patient_id"), Alert.group_key.label("group_key"),
                     func.count(Alert.id).label("calls"), func.min(Alert.created_at).label("first_seen"),
                     func.max(Alert.created_at).label("last_seen"), func.max(Alert.id).label("latest_id"))
              .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id))
-    return flt.apply_to_calls(query).group_by(HookCallRecord.patient_id, Alert.group_key).subquery("grp")
+    return flt.apply_to_calls(query).group_by(HookCallRecord.client_iss, HookCallRecord.patient_id,
+                                              Alert.group_key).subquery("grp")
 
 
 def _members(grp):
     """Alias of the alert rows of the group ``grp`` (any date), for correlated subqueries."""
     member, call = aliased(Alert), aliased(HookCallRecord)
-    return member, call, (member.group_key == grp.c.group_key) & (call.patient_id == grp.c.patient_id)
+    return member, call, ((member.group_key == grp.c.group_key) & (call.patient_id == grp.c.patient_id)
+                          & call.client_iss.is_not_distinct_from(grp.c.client_iss))
+
+
+def feedback_on_its_card(call) -> Any:
+    """Feedback from the service and client that were given the card: another's naming the same
+    uuid (stored as on an unknown card) says nothing about this alert."""
+    return (Feedback.service_id == call.service_id) & Feedback.client_iss.is_not_distinct_from(call.client_iss)
 
 
 def _latest_feedback(grp, column):
     member, call, same_group = _members(grp)
     return (select(column).join(member, member.card_uuid == Feedback.card_uuid)
-            .join(call, member.hook_call_id == call.id).where(same_group)
+            .join(call, member.hook_call_id == call.id).where(same_group, feedback_on_its_card(call))
             .order_by(Feedback.outcome_timestamp.desc(), Feedback.id.desc()).limit(1).scalar_subquery())
 
 
@@ -139,7 +150,8 @@ def group_members(session: Session, alert: Alert) -> list[Alert]:
     return list(session.scalars(
         select(Alert).options(selectinload(Alert.hook_call))
         .join(HookCallRecord, Alert.hook_call_id == HookCallRecord.id)
-        .where(Alert.group_key == alert.group_key, HookCallRecord.patient_id == alert.hook_call.patient_id)
+        .where(Alert.group_key == alert.group_key, HookCallRecord.patient_id == alert.hook_call.patient_id,
+               HookCallRecord.client_iss.is_not_distinct_from(alert.hook_call.client_iss))
         .order_by(Alert.id)))
 
 

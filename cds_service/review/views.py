@@ -14,14 +14,24 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from ..db import Database
-from ..models import Alert, Feedback
+from ..models import Alert, Feedback, HookCallRecord
 from . import throttle
 from .auth import authenticate, end_sessions
 from .chart import bar_chart
 from .forms import DISPOSITIONS, DispositionForm, LoginForm, LogoutForm
-from .queries import OUTCOME_FILTERS, AlertFilter, as_utc, filter_choices, group_members, list_alerts, summarize
+from .queries import (
+    OUTCOME_FILTERS,
+    AlertFilter,
+    as_utc,
+    feedback_on_its_card,
+    filter_choices,
+    group_members,
+    list_alerts,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +215,12 @@ def alert_detail(alert_id: int):
             flash("The disposition was not saved: " + "; ".join(
                 f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "error")
         cards = [m.card_uuid for m in members]
-        feedback = list(session.scalars(select(Feedback).where(Feedback.card_uuid.in_(cards))
-                                        .order_by(Feedback.outcome_timestamp, Feedback.id)))
+        call = aliased(HookCallRecord)
+        feedback = list(session.scalars(
+            select(Feedback).join(Alert, Alert.card_uuid == Feedback.card_uuid)
+            .join(call, Alert.hook_call_id == call.id)
+            .where(Feedback.card_uuid.in_(cards), feedback_on_its_card(call))
+            .order_by(Feedback.outcome_timestamp, Feedback.id)))
         detail_html = Markup(_markdown().render(str(latest.card.get("detail", ""))))
         return render_template("review/detail.html", alert=latest, call=latest.hook_call,
                                members=members, held=held, feedback=feedback, form=form,
