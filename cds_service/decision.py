@@ -120,9 +120,12 @@ def _decide(
     # the order also gives a reason that warns or cannot be read: words never outweigh a code.
     named_use = any(_is_named_procedural_use(p, families, drug_id) for p in indications.procedures)
     if indications.procedures:  # procedures whose code names no approved use: read as other reasons
+        # Every procedure's codes are read (a code outweighs the words of the same procedure);
+        # those only named as an anesthetic use add no words of their own.
         other = [p for p in indications.procedures if not _is_named_procedural_use(p, families, drug_id)]
         indications = replace(
-            indications, procedures=(), codes=indications.codes + tuple(c for p in other for c in p.codes),
+            indications, procedures=(),
+            codes=indications.codes + tuple(c for p in indications.procedures for c in p.codes),
             uncoded=indications.uncoded + tuple(UncodedReason(p.name, p.source) for p in other if not p.codes))
     if named_use:
         decision = _decide(order, indications, [], policy_choice, families, unavailable)
@@ -144,7 +147,9 @@ def _decide(
             return Decision(order, "advisory", policy_choice, result.primary, result.matches,
                             uncoded=uncoded, named=result.named)
         uncoded += _unlisted_reasons(indications.codes, result.matches, families)
-        if not indications.unresolved and not uncoded:
+        # Only a reason the service can trust says "not one the policy addresses": a Condition
+        # whose status reads as refuted (may_exempt) is as good as none.
+        if not indications.unresolved and not uncoded and any(c.may_exempt for c in indications.codes):
             return Decision(order, "quiet", policy_choice, None, result.matches,
                             quiet_reason="the documented indication is not one the policy addresses")
 

@@ -212,8 +212,8 @@ def order_indications(
                 reasons = [UncodedReason("", source)]  # no code or words the service can read
             uncoded.extend(reasons if not found else [r for r in reasons if r.name or r.local_codes])
         elif rtype == "Procedure":
-            if str(target.get("status")) in EXCLUDED_PROCEDURE_STATUSES:
-                continue  # a procedure not done (or recorded in error) is no reason for the order
+            if _says(target, "status", EXCLUDED_PROCEDURE_STATUSES):
+                continue  # a procedure not done (or recorded in error, however written) is no reason
             code = target.get("code")
             name = _concept_name(code, codings_of(code))
             procedures.append(ReasonProcedure(source, tuple(_concept_codes(code, source)), name,

@@ -98,9 +98,17 @@ def coverage_applies(coverage: Resource, patient_id: str | None, when: date) -> 
     period = coverage.get("period")
     if isinstance(period, dict):
         start, end = _day(period.get("start"), last=False), _day(period.get("end"), last=True)
-        if (start is not None and when < start) or (end is not None and when > end):
+        # The order's day is its local date; a boundary given with a time (and so an offset) may
+        # fall on the next or previous day there: a day's grace, never a coverage lost to it.
+        start_slack, end_slack = (timedelta(days=1) if _has_time(period.get(k)) else timedelta(0)
+                                  for k in ("start", "end"))
+        if (start is not None and when < start - start_slack) or (end is not None and when > end + end_slack):
             return False
     return True
+
+
+def _has_time(value: object) -> bool:
+    return isinstance(value, str) and len(value) > 10
 
 
 def _day(value: object, last: bool) -> date | None:
@@ -121,7 +129,8 @@ def _day(value: object, last: bool) -> date | None:
 
 
 def _is_person(payor: Resource, resolved: Resource | None) -> bool:
-    if payor.get("type") in PERSON_TYPES or (resolved is not None and resolved.get("resourceType") in PERSON_TYPES):
+    kinds = [payor.get("type"), resolved.get("resourceType") if resolved is not None else None]
+    if any(isinstance(kind, str) and kind in PERSON_TYPES for kind in kinds):
         return True
     key = reference_key(payor["reference"]) if isinstance(payor.get("reference"), str) else None
     return key is not None and key.split("/")[0] in PERSON_TYPES

@@ -178,3 +178,15 @@ def test_unmatched_plan_says_when_other_coverage_could_not_be_read(policies):
     assert choice.basis == "unmatched" and choice.coverage_unknown
     assert "org-9" in choice.explanation
     assert not _choose_for(policies, medicare).coverage_unknown
+
+
+@pytest.mark.parametrize("kind", [["Organization"], {"text": "Organization"}, 5])
+def test_a_payor_type_that_is_not_a_string_is_read_without_failing(policies, kind):
+    payor = dict(KANSAS, type=kind)
+    assert _choose_for(policies, coverage(payor)).policy.id == "bcbsks-iv-anesthetics"
+
+
+@pytest.mark.parametrize("period", [{"start": "2026-05-22T00:00:00Z"}, {"end": "2026-05-20T23:30:00-05:00"}],
+                         ids=["starts-hours-later-in-utc", "ends-hours-earlier"])
+def test_a_period_boundary_with_a_time_gets_a_days_grace(policies, period):
+    assert _choose_for(policies, dict(coverage(KANSAS), period=period)).policy.id == "bcbsks-iv-anesthetics"

@@ -876,3 +876,38 @@ def test_do_not_perform_order_gets_no_card(client):
     assert _cards(client, body) == []
     order["doNotPerform"] = "true"  # not the JSON true: not read as a prohibition (fail closed)
     assert len(_cards(client, body)) == 1
+
+
+# --- review of the day's diff (2026-12-07) ----------------------------------------------------
+
+@pytest.mark.parametrize("status", [{"text": "Refuted"}, {"coding": [{"code": "refuted"}]}], ids=["text", "no-system"])
+def test_an_exempt_condition_that_reads_as_refuted_alone_does_not_keep_the_order_quiet(client, status):
+    body, order = _fixture("19-lidocaine-iv-ventricular-tachycardia.json")
+    order["reasonCode"] = []
+    order["contained"] = [{"resourceType": "Condition", "id": "vt", "verificationStatus": status,
+                           "code": {"coding": [{"system": ICD10CM, "code": "I47.20"}]},
+                           "subject": {"reference": order["subject"]["reference"]}}]
+    order["reasonReference"] = [{"reference": "#vt"}]
+    assert len(_cards(client, body)) == 1  # as for an HL7-coded refuted one: the problem-list path
+
+
+def test_a_procedure_named_as_anesthesia_but_coded_as_a_policy_indication_warns(client):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    order["contained"] = [{"resourceType": "Procedure", "id": "p1", "status": "preparation",
+                           "code": {"coding": [{"system": ICD10CM, "code": "F33.2"}], "text": "Anesthesia"},
+                           "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#p1"}]
+    [card] = _cards(client, body)
+    assert card["indicator"] == "warning"
+
+
+@pytest.mark.parametrize("status", ["Not-Done", "not done", "Entered in error"])
+def test_an_anesthesia_procedure_whose_status_reads_as_not_done_does_not_silence_the_order(client, status):
+    body, order = _fixture_13()
+    order.pop("reasonCode")
+    order["contained"] = [{"resourceType": "Procedure", "id": "p1", "status": status,
+                           "code": {"coding": [{"system": SNOMED, "code": "50697003"}], "text": "General anesthesia"},
+                           "subject": {"reference": "Patient/pt-mdd-13"}}]
+    order["reasonReference"] = [{"reference": "#p1"}]
+    assert len(_cards(client, body)) == 1
