@@ -107,6 +107,13 @@ def coverage_applies(coverage: Resource, patient_id: str | None, when: date) -> 
     return True
 
 
+def _applicability(coverage: Resource) -> float:
+    """``Coverage.order`` (1 = primary): a coverage that states it comes before one that does
+    not; otherwise the order they were sent in (the sort is stable)."""
+    order = coverage.get("order") if isinstance(coverage, dict) else None
+    return order if isinstance(order, int) and not isinstance(order, bool) and order > 0 else float("inf")
+
+
 def _has_time(value: object) -> bool:
     return isinstance(value, str) and len(value) > 10
 
@@ -201,7 +208,7 @@ def choose_policy(
     patient_id: str | None = None,
 ) -> PolicyChoice:
     """The first active Coverage whose payor matches a bundled payer policy wins (one of the
-    patient's, in force on ``when``: :func:`coverage_applies`).
+    patient's, in force on ``when``: :func:`coverage_applies`; by ``Coverage.order``, primary first).
 
     Its version is the one in effect on ``when`` (the order's date). A coverage whose payor
     matches no bundled policy gets ``basis="unmatched"`` (no policy on file), unless
@@ -213,7 +220,7 @@ def choose_policy(
     when = when or date.today()
     unavailable = list(unavailable)
     seen_payors: list[str] = []
-    for coverage in coverages:
+    for coverage in sorted(coverages, key=_applicability):  # the primary coverage first
         if not coverage_applies(coverage, patient_id, when):
             continue
         for identifiers, names in _payor_candidates(coverage, resolve):

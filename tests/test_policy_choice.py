@@ -190,3 +190,12 @@ def test_a_payor_type_that_is_not_a_string_is_read_without_failing(policies, kin
                          ids=["starts-hours-later-in-utc", "ends-hours-earlier"])
 def test_a_period_boundary_with_a_time_gets_a_days_grace(policies, period):
     assert _choose_for(policies, dict(coverage(KANSAS), period=period)).policy.id == "bcbsks-iv-anesthetics"
+
+
+def test_the_primary_coverage_decides_whatever_order_they_are_sent_in(policies):
+    secondary = dict(coverage(KANSAS), id="sec", order=2)
+    primary = dict(coverage(MINNESOTA), id="pri", order=1)
+    assert _choose_for(policies, secondary, primary).policy.id == "bcbsmn-ii-271"
+    assert _choose_for(policies, dict(secondary, order="2"), primary).policy.id == "bcbsmn-ii-271"
+    unordered = dict(coverage(KANSAS), id="un")
+    assert _choose_for(policies, unordered, dict(coverage(MINNESOTA), id="mn")).policy.id == "bcbsks-iv-anesthetics"
