@@ -21,6 +21,7 @@ from .knowledge import QUIET_SECTIONS, Family, PolicySection
 from .policy_choice import PolicyChoice
 from .screening import ScreenedOrder
 
+PROCEDURAL_USE = "the order's reason is a procedure (anesthetic or procedural use)"
 KINDS = ("warning", "warning_problem_list", "advisory", "undocumented", "indication_unavailable",
          "uncoded_reason", "no_policy", "quiet")
 
@@ -110,27 +111,27 @@ def _decide(
 ) -> Decision:
     drug_id = order.medication.drug.id if order.medication.drug else ""
     evidence_families = policy_choice.policy.evidence.keys()
-    drug_sections = _sections_naming(policy_choice.policy.sections,
-                                     order.medication.drug.label if order.medication.drug else "")
+    drug_label = order.medication.drug.label if order.medication.drug else ""
+    drug_sections = _DRUG_SECTIONS.get((policy_choice.policy,),
+                                       lambda: _sections_naming(policy_choice.policy.sections, drug_label), drug_label)
 
-    procedural = "quiet", "the order's reason is a procedure (anesthetic or procedural use)"
     if any(_is_coded_procedural_use(p, families, drug_id) for p in indications.procedures):
-        return Decision(order, procedural[0], policy_choice, quiet_reason=procedural[1])
+        return Decision(order, "quiet", policy_choice, quiet_reason=PROCEDURAL_USE)
     # A procedure only named as an anesthetic use (CPT or local codes) explains the order unless
     # the order also gives a reason that warns or cannot be read: words never outweigh a code.
-    named_use = any(_is_named_procedural_use(p, families, drug_id) for p in indications.procedures)
+    named = [p for p in indications.procedures if _is_named_procedural_use(p, families, drug_id)]
     if indications.procedures:  # procedures whose code names no approved use: read as other reasons
         # Every procedure's codes are read (a code outweighs the words of the same procedure);
         # those only named as an anesthetic use add no words of their own.
-        other = [p for p in indications.procedures if not _is_named_procedural_use(p, families, drug_id)]
         indications = replace(
             indications, procedures=(),
             codes=indications.codes + tuple(c for p in indications.procedures for c in p.codes),
-            uncoded=indications.uncoded + tuple(UncodedReason(p.name, p.source) for p in other if not p.codes))
-    if named_use:
+            uncoded=indications.uncoded + tuple(UncodedReason(p.name, p.source) for p in indications.procedures
+                                                if p not in named and not p.codes))
+    if named:
         decision = _decide(order, indications, [], policy_choice, families, unavailable)
         if decision.kind in ("quiet", "undocumented"):
-            return Decision(order, procedural[0], policy_choice, quiet_reason=procedural[1])
+            return Decision(order, "quiet", policy_choice, quiet_reason=PROCEDURAL_USE)
         return decision
 
     uncoded = tuple(replace(u, family=family_named_in(u.name, families)) if u.name else u
@@ -233,3 +234,4 @@ def _flagging_families(families: Iterable[Family]) -> tuple[Family, ...]:
 
 
 _FLAGGING: IdentityMemo[tuple[Family, ...]] = IdentityMemo(64)  # per tuple of families
+_DRUG_SECTIONS: IdentityMemo[frozenset[str]] = IdentityMemo(64)  # per policy and drug

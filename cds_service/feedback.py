@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from .errors import ApiError, Issue
 from .hook_request import parse_body
-from .http_policy import is_identity_encoding
+from .http_policy import require_identity_encoding
 from .models import Alert, Feedback, HookCallRecord
 from .services import SERVICES
 from .storage_safety import storable
@@ -283,9 +283,7 @@ def receive_feedback(service_id: str):
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
     config = current_app.config
-    if not is_identity_encoding(request.headers.get("Content-Encoding")):
-        raise ApiError.single(415, "A compressed request body (Content-Encoding) is not supported; send "
-                                   "it uncompressed (JSON in UTF-8).", code="not-supported")
+    require_identity_encoding(request.headers.get("Content-Encoding"))
     # The hook's own reader: any Content-Type (as for hook calls), UTF-8 only, and a body nested
     # too deeply or not JSON at all is a 400 that says so, never a 500.
     body = parse_body(request.get_data(cache=False))

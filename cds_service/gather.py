@@ -44,9 +44,7 @@ def prefetched(request: HookRequest, key: str, resource_type: str) -> list[Resou
     an empty searchset means "no data" and gives ``[]``.
     """
     value = request.prefetch.get(key)
-    if not isinstance(value, dict) or value.get("resourceType") == "OperationOutcome":
-        return None
-    if value.get("resourceType") == "Bundle" and bundle_reports_error(value):
+    if not isinstance(value, dict) or prefetch_reported_error(request, key):
         return None
     return [r for r in prefetch_resources(value) if r.get("resourceType") == resource_type]
 

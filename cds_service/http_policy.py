@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from .config import as_str_list
+from .errors import ApiError
 from .knowledge import SCHEMA_DIR
 
 CORS_RESOURCES = [r"/cds-services", r"/cds-services/*"]
@@ -29,6 +30,13 @@ IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
 
 def is_identity_encoding(value: str | None) -> bool:
     return value is None or value.strip().lower() in IDENTITY_ENCODINGS
+
+
+def require_identity_encoding(value: str | None) -> None:
+    """A 415 for a compressed body (``Content-Encoding``): read as JSON it would be garbage."""
+    if not is_identity_encoding(value):
+        raise ApiError.single(415, "A compressed request body (Content-Encoding) is not supported; send "
+                                   "it uncompressed (JSON in UTF-8).", code="not-supported")
 
 
 openapi_bp = Blueprint("openapi", __name__)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .identity_memo import IdentityMemo
 from .knowledge import QUIET_SECTIONS, WARNING_SECTIONS, Family
 from .resource_index import Resource, dicts_in
-from .terminology import ICD10CM, SYSTEM_NAMES, Code, codings_of
+from .terminology import ICD10CM, SYSTEM_NAMES, Code, coding_displays, codings_of
 
 # Code systems the value sets can place a code in (canonical URIs; HL7 OIDs arrive mapped to these).
 KNOWN_SYSTEMS = frozenset(SYSTEM_NAMES)
@@ -117,9 +117,8 @@ def _concept_name(concept: object, codes: Iterable[Code]) -> str:
     code, else of any coding: one without a ``system`` still names the reason); "" when none."""
     text = concept.get("text") if isinstance(concept, dict) else None
     name = text if isinstance(text, str) and text.strip() else next((c.display for c in codes if c.display.strip()), "")
-    if not name.strip() and isinstance(concept, dict):
-        name = next((c["display"] for c in dicts_in(concept.get("coding"))
-                     if isinstance(c.get("display"), str) and c["display"].strip()), "")
+    if not name.strip():
+        name = next((d for d in coding_displays(concept) if d.strip()), "")
     return " ".join(name.split())
 
 

@@ -97,12 +97,8 @@ def coverage_applies(coverage: Resource, patient_id: str | None, when: date) -> 
             return False
     period = coverage.get("period")
     if isinstance(period, dict):
-        start, end = _day(period.get("start"), last=False), _day(period.get("end"), last=True)
-        # The order's day is its local date; a boundary given with a time (and so an offset) may
-        # fall on the next or previous day there: a day's grace, never a coverage lost to it.
-        start_slack, end_slack = (timedelta(days=1) if _has_time(period.get(k)) else timedelta(0)
-                                  for k in ("start", "end"))
-        if (start is not None and when < start - start_slack) or (end is not None and when > end + end_slack):
+        start, end = _bound(period.get("start"), last=False), _bound(period.get("end"), last=True)
+        if (start is not None and when < start) or (end is not None and when > end):
             return False
     return True
 
@@ -114,8 +110,14 @@ def _applicability(coverage: Resource) -> float:
     return order if isinstance(order, int) and not isinstance(order, bool) and order > 0 else float("inf")
 
 
-def _has_time(value: object) -> bool:
-    return isinstance(value, str) and len(value) > 10
+def _bound(value: object, last: bool) -> date | None:
+    """A period's start (or ``last``: end) as the first (last) day it may cover. The order's day
+    is its local date; a boundary given with a time (and so an offset) may fall on the next or
+    previous day there: it gets a day's grace, so no coverage is lost to a time zone."""
+    day = _day(value, last)
+    if day is None or not isinstance(value, str) or len(value) <= 10:
+        return day
+    return day + timedelta(days=1) if last else day - timedelta(days=1)
 
 
 def _day(value: object, last: bool) -> date | None:

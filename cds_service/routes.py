@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from .errors import ApiError
 from .fast_lane import FAST_LANE_FAILURE
 from .hook_call import answer_hook_call
-from .http_policy import is_identity_encoding
+from .http_policy import require_identity_encoding
 from .services import SERVICES
 
 bp = Blueprint("cds", __name__)
@@ -27,9 +27,7 @@ def call_service(service_id: str):
     if service is None:
         raise ApiError.single(404, f"Unknown CDS service '{service_id}'. "
                                    "GET /cds-services lists the services offered.")
-    if not is_identity_encoding(request.headers.get("Content-Encoding")):  # read as JSON it would be garbage
-        raise ApiError.single(415, "A compressed request body (Content-Encoding) is not supported; send "
-                                   "it uncompressed (JSON in UTF-8).", code="not-supported")
+    require_identity_encoding(request.headers.get("Content-Encoding"))
     body = request.get_data(cache=False)
     return jsonify(answer_hook_call(service, body, current_app.extensions["cds"], current_app.config,
                                     g.get("cds_client")))

@@ -11,7 +11,7 @@ import orjson
 
 from .knowledge import Drug, MedicationRules
 from .resource_index import Resource, dicts_in
-from .terminology import HCPCS, NDC, RXNORM, Code, codings_of
+from .terminology import HCPCS, NDC, RXNORM, Code, coding_displays, codings_of
 
 INACTIVE_ORDER_STATUSES = frozenset({"cancelled", "entered-in-error", "stopped", "completed"})
 RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
@@ -85,8 +85,7 @@ def _concept_text(concept: dict[str, Any], codes: Iterable[Code]) -> str:
     parts.extend(c.display for c in codes if c.display)
     codings = concept.get("coding")
     if isinstance(codings, list) and len(codings) != len(codes):  # a coding without system or code:
-        parts.extend(c["display"] for c in codings  # its display still names the product
-                     if isinstance(c, dict) and isinstance(c.get("display"), str))
+        parts.extend(coding_displays(concept))  # its display still names the product
     unique = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
     return " | ".join(unique)
 

@@ -118,6 +118,14 @@ def normalize_code(system: str, code: str) -> str:
     return code
 
 
+def coding_displays(concept: object) -> list[str]:
+    """The ``display`` of every coding of a raw CodeableConcept, read as a code or not: a coding
+    without a ``system`` (or ``code``) still names what it means."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return [c["display"] for c in codings if isinstance(c, dict) and isinstance(c.get("display"), str)] \
+        if isinstance(codings, list) else []
+
+
 def codings_of(concept: object) -> Iterator[Code]:
     """Yield the well-formed codings of a CodeableConcept given as a raw dict.
 
